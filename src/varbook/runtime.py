@@ -1,0 +1,150 @@
+"""Run-time helpers shared by every chapter: device, seeding, profiles, timing and memory.
+
+Nothing here depends on global state beyond what the caller asks for: functions take the
+profile, seed and device they need, and environment variables only supply defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "full")
+"""The allowed profiles: ``smoke`` (CPU, at most 90 s) and ``full`` (one GPU, at most 5 minutes)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """Return the validated profile name.
+
+    ``profile`` wins; if it is ``None`` or empty, the environment variable ``VARBOOK_PROFILE``
+    is used, and ``"smoke"`` if that is unset. Anything else than :data:`PROFILES` raises a
+    :class:`ValueError` that names the allowed values.
+    """
+    if not profile:
+        profile = os.environ.get("VARBOOK_PROFILE") or "smoke"
+    name = str(profile).strip().lower()
+    if name not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+            "(papermill parameter `profile` or environment variable VARBOOK_PROFILE)"
+        )
+    return name
+
+
+def device(name: str | None = None) -> torch.device:
+    """The compute device: ``name`` if given, else ``VARBOOK_DEVICE``, else CUDA when present, else CPU."""
+    name = name or os.environ.get("VARBOOK_DEVICE")
+    if name:
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was requested but CUDA is not available")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(dev: torch.device | str | None = None) -> str:
+    """A human-readable name of the device (the GPU model for CUDA)."""
+    dev = torch.device(dev) if dev is not None else device()
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+
+
+def seed_all(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` with that seed."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def check_finite(loss: torch.Tensor | float, step: int | None = None, what: str = "training loss") -> None:
+    """Stop training with a clear message when ``loss`` is NaN or infinite."""
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        where = f" at step {step}" if step is not None else ""
+        raise NonFiniteLossError(f"{what} became {value}{where}; lower the learning rate or check the inputs")
+
+
+def peak_memory_bytes(dev: torch.device | None = None) -> int:
+    """Peak memory of this process: CUDA max allocated on a GPU, peak resident set size on CPU."""
+    dev = dev or device()
+    if dev.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(dev))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+@dataclass
+class Meter:
+    """Wall-clock timer and peak-memory meter; use as a context manager or call :meth:`stop`.
+
+    >>> with Meter() as m:
+    ...     pass
+    >>> m.seconds >= 0
+    True
+    """
+
+    dev: torch.device = field(default_factory=device)
+    start: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+    peak_bytes: int = 0
+
+    def __enter__(self) -> Meter:
+        self.start = time.perf_counter()
+        if self.dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.dev)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> Meter:
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        self.seconds = time.perf_counter() - self.start
+        self.peak_bytes = peak_memory_bytes(self.dev)
+        return self
+
+
+def progress(iterable=None, **kwargs):
+    """A progress bar (``tqdm.auto``) that stays quiet in batch execution.
+
+    When the book runner executes a chapter (``VARBOOK_BATCH=1``) the bar is written to
+    stdout once at the start and once at the end, so the built page shows the final bar
+    instead of hundreds of redraws.
+    """
+    if os.environ.get("VARBOOK_BATCH") == "1":
+        from tqdm import tqdm as std_tqdm
+
+        kwargs.setdefault("file", sys.stdout)
+        kwargs.setdefault("mininterval", 1e9)
+        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("ncols", 80)
+        return std_tqdm(iterable, **kwargs)
+    from tqdm.auto import tqdm as auto_tqdm
+
+    return auto_tqdm(iterable, **kwargs)
+
+
+def setup(profile: str | None, seed: int, dev: str | None = None) -> tuple[str, int, torch.device]:
+    """Validate a chapter's parameters, seed everything and print what the chapter runs on."""
+    profile = resolve_profile(profile)
+    seed_all(seed)
+    dev_ = device(dev)
+    print(f"device: {device_name(dev_)} | profile: {profile} | seed: {seed} | torch {torch.__version__}")
+    return profile, seed, dev_

@@ -1,0 +1,175 @@
+import itertools
+
+import pytest
+import torch
+
+from varbook.estimators import (
+    BinaryStack,
+    BinaryStochastic,
+    QuadraticToy,
+    bonferroni_z,
+    exact_gradient,
+    exact_sts_gradient,
+    gradient_samples,
+    gradient_stats,
+    reinforce_moments,
+)
+from varbook.estimators.bernoulli import (
+    bernoulli_log_prob,
+    enumerate_binary,
+    exact_expectation,
+    fire_probability,
+    noisy_rectifier,
+    stochastic_times_smooth,
+    straight_through,
+)
+
+D = torch.float64
+
+
+@pytest.fixture
+def problem():
+    g = torch.Generator().manual_seed(0)
+    toy = QuadraticToy(6, m=4, offset=3.0, generator=g)
+    a = torch.randn(6, generator=g, dtype=D)
+    return toy, a, g
+
+
+def test_enumerate_binary():
+    s = enumerate_binary(3)
+    assert s.shape == (8, 3) and s.dtype == D
+    assert {tuple(r) for r in s.int().tolist()} == set(itertools.product([0, 1], repeat=3))
+    with pytest.raises(ValueError):
+        enumerate_binary(0)
+
+
+def test_log_prob_and_its_score():
+    a = torch.randn(5, dtype=D, requires_grad=True)
+    h = torch.tensor([0, 1, 1, 0, 1], dtype=D)
+    lp = bernoulli_log_prob(h, a)
+    p = torch.sigmoid(a)
+    assert torch.allclose(lp, torch.where(h > 0, p.log(), (1 - p).log()))
+    (g,) = torch.autograd.grad(lp.sum(), a)
+    assert torch.allclose(g, h - p)
+
+
+def test_exact_gradient_matches_finite_differences(problem):
+    toy, a, _ = problem
+    g = exact_gradient(a, toy)
+    eps = 1e-6
+    for i in range(len(a)):
+        e = torch.zeros_like(a)
+        e[i] = eps
+        fd = (exact_expectation(a + e, toy) - exact_expectation(a - e, toy)) / (2 * eps)
+        assert abs(float(fd - g[i])) < 1e-8
+
+
+@pytest.mark.parametrize("baseline", [None, 3.0])
+def test_reinforce_is_unbiased(problem, baseline):
+    toy, a, g = problem
+    stats = gradient_stats(gradient_samples("reinforce", a, toy, 20000, g, baseline=baseline), exact_gradient(a, toy))
+    assert stats.max_abs_z < bonferroni_z(len(a), alpha=0.001)
+
+
+@pytest.mark.parametrize("variant", ["st_id", "st_sigmoid"])
+def test_straight_through_is_biased(problem, variant):
+    toy, a, g = problem
+    stats = gradient_stats(gradient_samples(variant, a, toy, 20000, g), exact_gradient(a, toy))
+    assert stats.max_abs_z > 10
+    assert stats.cosine > 0
+
+
+def test_reinforce_moments_are_exact(problem):
+    toy, a, g = problem
+    mean, var = reinforce_moments(a, toy, 2.5)
+    assert torch.allclose(mean, exact_gradient(a, toy), atol=1e-12)
+    samples = gradient_samples("reinforce", a, toy, 40000, g, baseline=2.5)
+    # the sample variance of n draws has relative s.e. about sqrt(2/n) for near-Gaussian data; allow 6 of those
+    assert torch.allclose(samples.var(0), var, rtol=6 * (2 / 40000) ** 0.5 * 3)
+
+
+def test_straight_through_gradients():
+    a = torch.randn(1000, dtype=D, requires_grad=True)
+    h = straight_through(a, "st_id")
+    assert set(h.detach().unique().tolist()) <= {0.0, 1.0}
+    (g,) = torch.autograd.grad((h * 2.0).sum(), a)
+    assert torch.allclose(g, torch.full_like(a, 2.0))
+    h = straight_through(a, "st_sigmoid")
+    (g,) = torch.autograd.grad((h * 2.0).sum(), a)
+    p = torch.sigmoid(a)
+    assert torch.allclose(g, 2 * p * (1 - p))
+    with pytest.raises(ValueError):
+        straight_through(a, "st_tanh")
+
+
+def test_sts_mean_and_gradient():
+    g = torch.Generator().manual_seed(1)
+    a = torch.tensor([-2.0, 0.0, 1.5], dtype=D).expand(200000, 3).clone().requires_grad_(True)
+    h = stochastic_times_smooth(a, g)
+    p = torch.sigmoid(a[0]).detach()
+    se = (h.detach().var(0) / h.shape[0]).sqrt()
+    assert ((h.detach().mean(0) - p).abs() < 4 * se).all()
+    assert torch.allclose((h.detach() == 0).double().mean(0), 1 - p.sqrt(), atol=5e-3)
+    (grad,) = torch.autograd.grad(h.sum(), a)
+    b = (h.detach() > 0).double()
+    sig = torch.sigmoid(a.detach())
+    assert torch.allclose(grad, b * sig * (1 - sig) / (2 * sig.sqrt()))
+
+
+def test_noisy_rectifier_fire_probability():
+    g = torch.Generator().manual_seed(2)
+    a = torch.tensor([-1.0, 0.0, 2.0], dtype=D).expand(100000, 3)
+    h = noisy_rectifier(a, 0.5, g)
+    assert (h >= 0).all()
+    assert torch.allclose((h > 0).double().mean(0), fire_probability(a[0], "noisy_relu", 0.5), atol=6e-3)
+    with pytest.raises(ValueError):
+        fire_probability(a, "gumbel")
+
+
+def test_layer_modes_and_reinforce_surrogate():
+    layer = BinaryStochastic("reinforce")
+    with pytest.raises(RuntimeError, match="training mode"):
+        layer.reinforce_surrogate(torch.zeros(2))
+    a = torch.randn(4, 3, dtype=D, requires_grad=True)
+    h = layer(a)
+    loss = torch.arange(4, dtype=D)
+    b = torch.tensor([0.5, 1.0, 1.5], dtype=D)
+    (g,) = torch.autograd.grad(layer.reinforce_surrogate(loss, b), a)
+    assert torch.allclose(g, (h - torch.sigmoid(a)).detach() * (loss[:, None] - b) / 4)
+    layer.eval()
+    assert torch.equal(layer(torch.tensor([-1.0, 1.0])), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="unknown estimator"):
+        BinaryStochastic("magic")
+    with pytest.raises(RuntimeError, match="needs estimator='reinforce'"):
+        BinaryStochastic("sts").reinforce_surrogate(loss)
+
+
+def test_exact_sts_gradient_matches_finite_differences(problem):
+    toy, a, _ = problem
+
+    def objective(x):
+        sp = torch.sigmoid(x).sqrt()
+        s = enumerate_binary(len(x))
+        return (torch.where(s > 0, sp, 1 - sp).prod(-1) * toy(s * sp)).sum()
+
+    g = exact_sts_gradient(a, toy)
+    e = torch.zeros_like(a)
+    e[0] = 1e-6
+    assert abs(float((objective(a + e) - objective(a - e)) / 2e-6 - g[0])) < 1e-7
+
+
+def test_binary_stack_exact_loss_against_brute_force():
+    g = torch.Generator().manual_seed(3)
+    stack = BinaryStack(2, 3, QuadraticToy(2, m=2, generator=g), generator=g)
+    s = enumerate_binary(2)
+    total = torch.zeros((), dtype=D)
+    for h1, h2, h3 in itertools.product(s, s, s):
+        p = bernoulli_log_prob(h1, stack.theta).sum().exp()
+        p = p * bernoulli_log_prob(h2, stack.W[0] @ h1 + stack.c[0]).sum().exp()
+        p = p * bernoulli_log_prob(h3, stack.W[1] @ h2 + stack.c[1]).sum().exp()
+        total = total + p * stack.loss_fn(h3[None])[0]
+    assert torch.allclose(stack.exact_loss(), total)
+    est = stack.gradient_samples(100, "st_sigmoid", g)
+    assert est.shape == (100, 2) and stack.exact_gradient().shape == (2,)
+    with pytest.raises(ValueError):
+        stack.gradient_samples(10, "reinforce", g)

@@ -1,0 +1,81 @@
+import pytest
+
+from varbook import book
+
+
+def test_chapters_come_from_the_toc():
+    chapters = book.chapters()
+    slugs = [c.slug for c in chapters]
+    assert "straight_through" in slugs
+    ch = chapters[slugs.index("straight_through")]
+    assert ch.part == "gradients" and ch.source.as_posix() == "book/gradients/straight_through.md"
+
+
+def test_unknown_chapter_is_a_clear_error(capsys):
+    with pytest.raises(book.UnknownChapter, match="unknown chapter 'nope'.*straight_through"):
+        book.select(["nope"])
+    assert book.main(["run", "--only", "nope"]) == 2
+    assert "unknown chapter 'nope'" in capsys.readouterr().err
+
+
+def test_unknown_profile_in_the_runner(capsys):
+    assert book.main(["run", "--profile", "fast", "--only", "straight_through"]) == 2
+    assert "unknown profile" in capsys.readouterr().err
+
+
+def test_collapse_carriage_returns():
+    assert book.collapse_carriage_returns("a\r  0%\r100%\nnext\r") == "100%\nnext"
+    assert book.collapse_carriage_returns("plain\ntext\n") == "plain\ntext\n"
+
+
+def test_dashboard_lists_claims_and_runs():
+    rec = {
+        "slug": "x",
+        "profile": "smoke",
+        "origin": "this build",
+        "device": "cpu",
+        "wall_seconds": 3.0,
+        "peak_memory_bytes": 2**20,
+        "torch": "2",
+        "seed": 0,
+        "date": "2026-01-01T00:00:00",
+        "claims": [
+            {
+                "statement": "s <1>",
+                "tier": "robust",
+                "paper": "p",
+                "source": "T1",
+                "ours": 0.5,
+                "comparison": "< 1",
+                "holds": True,
+                "asserted": True,
+            },
+            {
+                "statement": "t",
+                "tier": "exploratory",
+                "paper": "",
+                "source": "",
+                "ours": [1.0, 2.0],
+                "comparison": "< 1",
+                "holds": False,
+                "asserted": False,
+            },
+        ],
+    }
+    text = book.dashboard([rec])
+    assert "1 of 2 claims hold" in text and "s &lt;1&gt;" in text and "not reproduced" in text
+    assert "varbook-runs" in text and "varbook-env" in text
+    assert "No chapter" in book.dashboard([])
+
+
+def test_stage_needs_executed_chapters(tmp_path):
+    root = tmp_path / "proj"
+    (root / "book" / "gradients").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/gradients/demo\n")
+    (root / "_config.yml").write_text("title: t\n")
+    (root / "references.bib").write_text("")
+    (root / "book" / "intro.md").write_text("# intro\n")
+    (root / "book" / "gradients" / "demo.md").write_text("---\nkernelspec:\n  name: python3\n---\n# demo\n")
+    assert [c.slug for c in book.chapters(root)] == ["demo"]
+    with pytest.raises(FileNotFoundError, match="not executed.*demo"):
+        book.stage("smoke", root)
