@@ -153,6 +153,8 @@ def _execute_one(root: Path, chapter: Chapter, profile: str, seed: int) -> Outco
             request_save_on_cell_execute=False,
         )
     except Exception as exc:  # papermill raises PapermillExecutionError, with the cell's traceback
+        if out.exists():
+            _clean_streams(out)
         return Outcome(chapter.slug, False, time.perf_counter() - start, out, _describe(exc))
     _clean_streams(out)
     return Outcome(chapter.slug, True, time.perf_counter() - start, out)
@@ -182,6 +184,9 @@ def _clean_streams(path: Path) -> None:
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]  # papermill's copy of the parameters
         merged = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
