@@ -165,11 +165,11 @@ class Report:
         rows = []
         for c in self.claims:
             if c.holds:
-                verdict = '<span class="varbook-holds">&#10003; holds</span>'
+                verdict = '<span class="varbook-holds" style="color:#1a7f37">&#10003; holds</span>'
             elif self.asserted(c):
-                verdict = '<span class="varbook-fails">&#10007; FAILS</span>'
+                verdict = '<b class="varbook-fails" style="color:#cf222e">&#10007; FAILS</b>'
             else:
-                verdict = '<span class="varbook-fails">&#10007; not reproduced</span>'
+                verdict = '<span class="varbook-fails" style="color:#9a6700">&#10007; not reproduced</span>'
             cells = [c.statement, c.tier, c.paper or "&mdash;", c.source, c.ours_text(), c.comparison or "&mdash;"]
             cells = [html.escape(x) if x != "&mdash;" else x for x in cells]
             note = f"<br><small>{html.escape(c.note)}</small>" if c.note else ""
