@@ -323,11 +323,12 @@ def dashboard(records: list[dict]) -> str:
     rows = []
     for r in records:
         for c in r["claims"]:
-            mark = (
-                "&#10003; holds"
-                if c["holds"]
-                else ("&#10007; FAILS" if c.get("asserted") else "&#10007; not reproduced")
-            )
+            if c["holds"]:
+                mark = '<span style="color:#1a7f37">&#10003; holds</span>'
+            elif c.get("asserted"):
+                mark = '<b style="color:#cf222e">&#10007; FAILS</b>'
+            else:
+                mark = '<span style="color:#9a6700">&#10007; not reproduced</span>'
             rows.append(
                 [
                     r["slug"],
