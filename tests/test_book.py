@@ -79,3 +79,49 @@ def test_stage_needs_executed_chapters(tmp_path):
     assert [c.slug for c in book.chapters(root)] == ["demo"]
     with pytest.raises(FileNotFoundError, match="not executed.*demo"):
         book.stage("smoke", root)
+
+
+CHAPTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# {slug}
+
+```{{code-cell}} ipython3
+:tags: [parameters, remove-cell]
+
+profile = "smoke"
+seed = 0
+```
+
+```{{code-cell}} ipython3
+print("running", profile, seed)
+{body}
+```
+"""
+
+
+def test_a_failing_chapter_does_not_stop_the_others(tmp_path, capsys):
+    root = tmp_path / "proj"
+    (root / "book" / "gradients").mkdir(parents=True)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/gradients/bad\n  - file: book/gradients/good\n"
+    )
+    (root / "_config.yml").write_text("title: t\n")
+    (root / "book" / "intro.md").write_text("# intro\n")
+    (root / "book" / "gradients" / "bad.md").write_text(CHAPTER.format(slug="bad", body="1 / 0"))
+    (root / "book" / "gradients" / "good.md").write_text(CHAPTER.format(slug="good", body="x = 1"))
+    outcomes = book.execute(None, "smoke", seed=3, root=root)
+    assert [(o.slug, o.ok) for o in outcomes] == [("bad", False), ("good", True)]
+    out = capsys.readouterr().out
+    assert "FAILED bad" in out and "ZeroDivisionError" in out and "FAILED chapters: bad" in out
+    good = (root / "_build" / "executed" / "smoke" / "book" / "gradients" / "good.ipynb").read_text()
+    assert "running smoke 3" in good
+    assert (root / "_build" / "executed" / "smoke" / "book" / "gradients" / "bad.ipynb").exists()

@@ -135,6 +135,7 @@ def _execute_one(root: Path, chapter: Chapter, profile: str, seed: int) -> Outco
     nb = jupytext.read(root / chapter.source)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     jupytext.write(nb, inp, fmt="ipynb")
+    saved = dict(os.environ)  # the kernel inherits this environment; restore it afterwards
     os.environ.update(
         VARBOOK_BATCH="1",
         VARBOOK_RESULTS_DIR=str(build / "results"),
@@ -156,6 +157,9 @@ def _execute_one(root: Path, chapter: Chapter, profile: str, seed: int) -> Outco
         if out.exists():
             _clean_streams(out)
         return Outcome(chapter.slug, False, time.perf_counter() - start, out, _describe(exc))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     _clean_streams(out)
     return Outcome(chapter.slug, True, time.perf_counter() - start, out)
 
