@@ -50,13 +50,11 @@ def straight_through(
     :math:`\partial L/\partial h` to :math:`a` unchanged; ``st_sigmoid`` multiplies it by
     :math:`\sigma'(a)`, as if :math:`h` had been :math:`\sigma(a)`.
     """
-    hard = sample_binary(a, generator)
-    if variant == "st_id":
-        smooth = a
-    elif variant == "st_sigmoid":
-        smooth = torch.sigmoid(a)
-    else:
+    if variant not in ("st_id", "st_sigmoid"):
         raise ValueError(f"unknown straight-through variant {variant!r}: use 'st_id' or 'st_sigmoid'")
+    p = torch.sigmoid(a)
+    hard = (_uniform(p, generator) < p.detach()).to(a.dtype)  # NaN probabilities give 0, never an error
+    smooth = a if variant == "st_id" else p
     return hard + (smooth - smooth.detach())
 
 
@@ -70,8 +68,7 @@ def stochastic_times_smooth(
     :math:`p` is clipped below at ``p_min`` because :math:`d\sqrt p/dp` is unbounded at 0.
     """
     sqrt_p = torch.sigmoid(a).clamp_min(p_min).sqrt()
-    with torch.no_grad():
-        b = (_uniform(a, generator) < sqrt_p).to(a.dtype)
+    b = (_uniform(sqrt_p, generator) < sqrt_p.detach()).to(a.dtype)
     return b * sqrt_p
 
 
