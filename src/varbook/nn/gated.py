@@ -166,6 +166,7 @@ def train_gated(
     baseline=None,
     generator: torch.Generator | None = None,
     desc: str | None = None,
+    show_progress: bool = True,
 ) -> dict[str, list[float]]:
     """Minibatch SGD on :func:`gated_loss`; returns per-epoch training cross-entropy and test accuracy/gate rate.
 
@@ -175,7 +176,10 @@ def train_gated(
     history: dict[str, list[float]] = {"train_ce": [], "test_accuracy": [], "test_gate_rate": []}
     device = data.x_train.device
     step = 0
-    for _ in progress(range(epochs), desc=desc or (model.estimator or "dense"), leave=True):
+    epochs_iter = range(epochs)
+    if show_progress:
+        epochs_iter = progress(epochs_iter, desc=desc or (model.estimator or "dense"), leave=True)
+    for _ in epochs_iter:
         model.train()
         total, count = 0.0, 0
         for idx in minibatches(len(data.x_train), batch_size, generator, device):
