@@ -220,9 +220,11 @@ class Report:
     def finish(self, root: Path | str | None = None) -> None:
         """Show the table, save the record, then raise :class:`ClaimFailed` if an asserted claim failed."""
         try:
+            from IPython import get_ipython
             from IPython.display import HTML, display
 
-            display(HTML(self.to_html()))
+            if get_ipython() is not None:  # a notebook or IPython; a plain script gets the text table only
+                display(HTML(self.to_html()))
         except ImportError:  # pragma: no cover - plain script without IPython
             pass
         print(self.to_text())

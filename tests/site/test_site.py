@@ -111,9 +111,10 @@ def test_page(server, browser, page_name):
         )
         assert loaded >= 1, f"{page_name}: no figure loaded"
         assert page.query_selector("table.varbook-claims") is not None, f"{page_name}: no claims table"
-        assert page.query_selector("a[href$='.ipynb'], button[title*='ownload'], .dropdown-download-buttons"), (
-            f"{page_name}: no notebook download"
-        )
+        link = page.query_selector("a[href$='.ipynb']")
+        assert link is not None, f"{page_name}: no notebook download"
+        notebook = page.request.get(page.evaluate("a => a.href", link))
+        assert notebook.status == 200 and '"cells"' in notebook.text(), f"{page_name}: the notebook does not download"
     assert not outside, f"{page_name} sent requests off the machine: {outside[:5]}"
     assert not errors, f"{page_name} raised JavaScript errors: {errors[:3]}"
     context.close()
