@@ -125,3 +125,29 @@ def test_a_failing_chapter_does_not_stop_the_others(tmp_path, capsys):
     good = (root / "_build" / "executed" / "smoke" / "book" / "gradients" / "good.ipynb").read_text()
     assert "running smoke 3" in good
     assert (root / "_build" / "executed" / "smoke" / "book" / "gradients" / "bad.ipynb").exists()
+
+
+def test_load_records_reads_build_and_committed_results(tmp_path):
+    (tmp_path / "_build" / "results" / "smoke").mkdir(parents=True)
+    (tmp_path / "results" / "full").mkdir(parents=True)
+    (tmp_path / "_build" / "results" / "smoke" / "a.json").write_text('{"slug": "a", "claims": []}')
+    (tmp_path / "results" / "full" / "a.json").write_text('{"slug": "a", "claims": []}')
+    records = book.load_records(tmp_path)
+    assert [r["origin"] for r in records] == ["this build", "committed GPU run"]
+    (tmp_path / "results" / "full" / "b.json").write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable results record"):
+        book.load_records(tmp_path)
+
+
+def test_parallel_execution(tmp_path):
+    root = tmp_path / "proj"
+    (root / "book" / "gradients").mkdir(parents=True)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/gradients/one\n  - file: book/gradients/two\n"
+    )
+    (root / "_config.yml").write_text("title: t\n")
+    (root / "book" / "intro.md").write_text("# intro\n")
+    for slug in ("one", "two"):
+        (root / "book" / "gradients" / f"{slug}.md").write_text(CHAPTER.format(slug=slug, body="x = 1"))
+    outcomes = book.execute(None, "smoke", jobs=2, root=root)
+    assert sorted((o.slug, o.ok) for o in outcomes) == [("one", True), ("two", True)]

@@ -63,3 +63,15 @@ def test_setup_prints_device(capsys):
     profile, seed, dev = runtime.setup("smoke", 1)
     assert (profile, seed) == ("smoke", 1)
     assert "profile: smoke" in capsys.readouterr().out
+
+
+def test_progress_in_batch_mode_prints_only_start_and_end(monkeypatch, capsys):
+    monkeypatch.setenv("VARBOOK_BATCH", "1")
+    assert list(runtime.progress(range(50), desc="work")) == list(range(50))
+    out = capsys.readouterr().out
+    assert "work" in out and "50/50" in out and out.count("\r") <= 3
+
+
+def test_device_name_and_peak_memory():
+    assert runtime.device_name("cpu").startswith("cpu")
+    assert runtime.peak_memory_bytes(torch.device("cpu")) > 0
