@@ -1,0 +1,273 @@
+r"""Programmable variational inference: objectives as programs, gradients by program transformation :cite:`becker2024probabilistic`.
+
+A *program* is a plain Python function ``program(t, *args)`` that draws random choices with
+``t.sample(name, dist, strategy)`` and returns a tensor :math:`l`: one or more independent
+estimates of an objective (ELBO, IWELBO, ...). Each random choice carries its own gradient
+strategy:
+
+* ``"reparam"``: :math:`v=g_\phi(\epsilon)`, differentiate through the sample;
+* ``"reinforce"`` (optionally with a baseline :math:`b`): add :math:`(l-b)\nabla\log q(v)`;
+* ``"enum"``: replace the choice by the exact sum :math:`\sum_k q(k)\,l(k)` over its support;
+* ``"mvd"`` (Bernoulli): the measure-valued derivative, which adds
+  :math:`(-1)^{v}\,(l(\neg v)-l(v))\,\nabla p` with the flipped branch run on *fresh*
+  downstream randomness.
+
+:func:`estimate` runs the program and returns a *surrogate*: a tensor whose value is the
+objective estimate and whose gradient is an unbiased estimate of the objective's gradient,
+whatever mix of strategies the program uses. ``"enum"`` and ``"mvd"`` need "the rest of the
+program" (its continuation): :func:`estimate` obtains it by re-running the program with the
+choices made so far replayed (the same tensors, so pathwise gradients still flow) and the
+enumerated or flipped value forced.
+
+Shapes: the program's value has some shape ``S`` (one entry per independent estimate). A site's
+log-density must have shape ``S``, possibly with extra *leading* dimensions (several samples
+that belong to the same estimate, e.g. the :math:`K` particles of an IWELBO), which are summed.
+Programs must be deterministic given their random choices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import distributions as D
+
+from ..estimators.bernoulli import enumerate_binary
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A gradient strategy for one random choice."""
+
+    name: str
+    baseline: object = None  # for REINFORCE: a number, or an object with value() and update(score, loss)
+
+    def __post_init__(self):
+        if self.name not in STRATEGIES:
+            raise ValueError(f"unknown gradient strategy {self.name!r}: use one of {', '.join(STRATEGIES)}")
+
+
+STRATEGIES = ("reparam", "reinforce", "enum", "mvd", "none")
+"""``none`` samples with no gradient and no score term: for programs that add their own (e.g. VIMCO)."""
+
+
+def reinforce(baseline=None) -> Strategy:
+    """REINFORCE, optionally with a baseline (a number, or an object from :mod:`varbook.estimators.baselines`)."""
+    return Strategy("reinforce", baseline)
+
+
+def as_strategy(strategy: str | Strategy) -> Strategy:
+    return strategy if isinstance(strategy, Strategy) else Strategy(str(strategy))
+
+
+class _Fork(Exception):
+    """Raised by the tracer at an ``enum`` or ``mvd`` choice: the estimator takes over from there."""
+
+    def __init__(self, name: str, dist: D.Distribution, strategy: Strategy):
+        super().__init__(name)
+        self.name, self.dist, self.strategy = name, dist, strategy
+
+
+@dataclass
+class Tracer:
+    """The handler a program receives as ``t``: replays fixed choices, samples new ones, records scores."""
+
+    replay: dict[str, torch.Tensor] = field(default_factory=dict)
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    new: dict[str, torch.Tensor] = field(default_factory=dict)
+    scores: list[tuple[str, torch.Tensor, Strategy]] = field(default_factory=list)
+
+    def sample(self, name: str, dist: D.Distribution, strategy: str | Strategy = "reparam") -> torch.Tensor:
+        """Draw (or replay) the random choice ``name`` from ``dist`` with gradient ``strategy``."""
+        if name in self.values:
+            raise ValueError(f"the program draws the random choice {name!r} twice; names must be unique")
+        if not isinstance(dist, D.Distribution):
+            raise TypeError(f"random choice {name!r}: expected a torch Distribution, got {type(dist).__name__}")
+        s = as_strategy(strategy)
+        if name in self.replay:
+            value = self.replay[name]
+        elif s.name in ("enum", "mvd"):
+            raise _Fork(name, dist, s)
+        elif s.name == "reparam":
+            if not dist.has_rsample:
+                raise ValueError(
+                    f"random choice {name!r}: {type(dist).__name__} cannot be reparameterised; "
+                    "use 'reinforce', 'enum' or 'mvd'"
+                )
+            value = dist.rsample()
+            self.new[name] = value
+        else:
+            value = dist.sample()
+            self.new[name] = value
+            if s.name == "reinforce":
+                self.scores.append((name, dist.log_prob(value), s))
+        self.values[name] = value
+        return value
+
+
+def _reduce_to(log_prob: torch.Tensor, shape: torch.Size, name: str) -> torch.Tensor:
+    """Sum the extra leading dimensions of a site's log-density so it has the program value's shape."""
+    extra = log_prob.dim() - len(shape)
+    if extra < 0 or tuple(log_prob.shape[extra:]) != tuple(shape):
+        raise ValueError(
+            f"random choice {name!r}: its log-density has shape {tuple(log_prob.shape)}, which does not end "
+            f"with the program value's shape {tuple(shape)}"
+        )
+    return log_prob.sum(tuple(range(extra))) if extra else log_prob
+
+
+def _magic(log_prob: torch.Tensor) -> torch.Tensor:
+    """Zero in value, :math:`\\nabla\\log q` in gradient."""
+    return log_prob - log_prob.detach()
+
+
+def estimate(program: Callable, *args, **kwargs) -> torch.Tensor:
+    """The surrogate of ``program``: its value is the objective estimate, its gradient an unbiased estimate of the gradient.
+
+    Maximise ``estimate(program).mean()`` to maximise the objective.
+    """
+    return _run(program, args, kwargs, {})
+
+
+def _run(program, args, kwargs, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+    tracer = Tracer(replay=dict(replay))
+    try:
+        out = program(tracer, *args, **kwargs)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"a program must return a tensor of objective estimates, got {type(out).__name__}")
+    except _Fork as fork:
+        fixed = {**replay, **tracer.new}
+        if fork.strategy.name == "enum":
+            out = _enumerate(program, args, kwargs, fixed, fork)
+        else:
+            out = _measure_valued(program, args, kwargs, fixed, fork)
+    signal = out.detach()
+    for name, log_prob, strategy in tracer.scores:
+        log_prob = _reduce_to(log_prob, out.shape, name)
+        b = strategy.baseline
+        if b is not None and hasattr(b, "value"):
+            b_value = b.value()
+            b.update(None, signal)
+        else:
+            b_value = 0.0 if b is None else b
+        out = out + (signal - b_value) * _magic(log_prob)
+    return out
+
+
+def _bernoulli_parts(dist: D.Distribution, name: str) -> tuple[D.Bernoulli, int]:
+    base, reinterpreted = dist, 0
+    if isinstance(dist, D.Independent):
+        base, reinterpreted = dist.base_dist, dist.reinterpreted_batch_ndims
+    if not isinstance(base, D.Bernoulli):
+        return None, 0
+    return base, reinterpreted
+
+
+def _support(dist: D.Distribution, name: str) -> list[torch.Tensor]:
+    """Every value of the choice, each of the full sample shape (all coordinates jointly enumerated)."""
+    shape = dist.batch_shape + dist.event_shape
+    base, _ = _bernoulli_parts(dist, name)
+    if base is not None:
+        n_event = math.prod(dist.event_shape)
+        if n_event > 16:
+            raise ValueError(
+                f"random choice {name!r}: enumerating {n_event} Bernoulli coordinates needs 2^{n_event} runs"
+            )
+        configs = enumerate_binary(n_event, base.probs.dtype, base.probs.device) if n_event else None
+        if configs is None:
+            return [torch.full(shape, float(k), dtype=base.probs.dtype, device=base.probs.device) for k in (0, 1)]
+        return [c.reshape(dist.event_shape).expand(shape) for c in configs]
+    if isinstance(dist, D.Categorical):
+        n = dist.probs.shape[-1]
+        return [torch.full(shape, k, dtype=torch.long, device=dist.probs.device) for k in range(n)]
+    raise ValueError(
+        f"random choice {name!r}: 'enum' needs a Bernoulli or Categorical distribution, got {type(dist).__name__}"
+    )
+
+
+def _enumerate(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
+    total = None
+    for value in _support(fork.dist, fork.name):
+        branch = _run(program, args, kwargs, {**fixed, fork.name: value})
+        weight = _reduce_to(fork.dist.log_prob(value), branch.shape, fork.name).exp()
+        total = weight * branch if total is None else total + weight * branch
+    return total
+
+
+def _measure_valued(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
+    base, _ = _bernoulli_parts(fork.dist, fork.name)
+    if base is None:
+        raise ValueError(f"random choice {fork.name!r}: 'mvd' is implemented for Bernoulli choices only")
+    v = fork.dist.sample()
+    main = _run(program, args, kwargs, {**fixed, fork.name: v})
+    value_shape = main.shape
+    extra = v.dim() - len(fork.dist.event_shape) - len(value_shape)
+    if extra < 0 or tuple(v.shape[extra : extra + len(value_shape)]) != tuple(value_shape):
+        raise ValueError(
+            f"random choice {fork.name!r}: its shape {tuple(v.shape)} does not hold the value's {tuple(value_shape)}"
+        )
+    probs = base.probs.expand(v.shape)
+    correction = torch.zeros_like(main)
+    n_units = v.numel() // max(1, math.prod(value_shape))
+    # unit u runs over the extra leading dims and the event dims; value dims stay aligned
+    lead, tail = v.shape[:extra], v.shape[extra + len(value_shape) :]
+    v_units = v.reshape(math.prod(lead), *value_shape, math.prod(tail))
+    p_units = probs.reshape(math.prod(lead), *value_shape, math.prod(tail))
+    for u in range(n_units):
+        i, j = divmod(u, v_units.shape[-1])
+        flipped = v_units.clone()
+        flipped[i, ..., j] = 1 - flipped[i, ..., j]
+        with torch.no_grad():  # primal values only, fresh downstream randomness
+            other = _run(program, args, kwargs, {**fixed, fork.name: flipped.reshape(v.shape)})
+        sign = 1 - 2 * v_units[i, ..., j]
+        correction = correction + (sign * (other - main.detach())) * _magic(p_units[i, ..., j])
+    return main + correction
+
+
+def maximise(
+    program: Callable,
+    parameters,
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    optimizer: str = "sgd",
+    args: tuple = (),
+    args_fn: Callable[[int], tuple] | None = None,
+    record_every: int = 1,
+    progress_desc: str | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = torch.mean,
+) -> list[float]:
+    """Gradient ascent on ``reduce(estimate(program))``; returns the mean estimate every ``record_every`` steps.
+
+    ``args_fn(step)`` supplies the program's arguments per step (e.g. a minibatch). ``reduce``
+    turns the estimates into the scalar to maximise (the mean by default; for several
+    independent models stacked along a batch dimension, sum over that dimension instead, so each
+    model keeps its own step size). Stops with
+    :class:`~varbook.runtime.NonFiniteLossError` if an estimate becomes NaN or infinite.
+    """
+    from ..runtime import check_finite, progress
+
+    params = list(parameters)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use 'sgd' or 'adam'")
+    trace = []
+    steps_iter = range(steps)
+    if progress_desc:
+        steps_iter = progress(steps_iter, desc=progress_desc)
+    for step in steps_iter:
+        step_args = args_fn(step) if args_fn is not None else args
+        estimates = estimate(program, *step_args)
+        objective = reduce(estimates)
+        check_finite(objective, step, what="objective estimate")
+        opt.zero_grad(set_to_none=True)
+        (-objective).backward()
+        opt.step()
+        if step % record_every == 0:
+            trace.append(float(estimates.detach().mean()))
+    return trace

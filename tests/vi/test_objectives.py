@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from varbook.vi import elbo, estimate, iwelbo, log_mean_exp, marginal_sir, vimco
+
+F64 = torch.float64
+SIGMA = 0.5
+X = torch.tensor(1.3, dtype=F64)
+
+
+def log_joint(z, *args):
+    """z ~ N(0, 1), x | z ~ N(z, 0.5^2): a conjugate model with a closed-form evidence."""
+    return D.Normal(0.0, 1.0).log_prob(z).squeeze(-1) + D.Normal(z.squeeze(-1), SIGMA).log_prob(X)
+
+
+LOG_EVIDENCE = float(D.Normal(0.0, math.sqrt(1 + SIGMA**2)).log_prob(X))
+mu = torch.tensor([0.4], dtype=F64, requires_grad=True)
+log_s = torch.tensor([-0.2], dtype=F64, requires_grad=True)
+
+
+def guide(*args):
+    return D.Independent(D.Normal(mu, log_s.exp()), 1)
+
+
+def prior_u(*args):
+    return D.Independent(D.Normal(torch.zeros(1, dtype=F64), 0.5), 1)
+
+
+def conditional(u, *args):
+    return D.Independent(D.Normal(mu + u, log_s.exp().expand(u.shape)), 1)
+
+
+PROGRAMS = {
+    "elbo": elbo(log_joint, guide, particles=20000),
+    "iwelbo": iwelbo(log_joint, guide, 5, particles=20000),
+    "hvi": marginal_sir(log_joint, prior_u, conditional, particles=20000),
+    "iwhvi": marginal_sir(log_joint, prior_u, conditional, m=5, particles=20000),
+    "diwhvi": marginal_sir(log_joint, prior_u, conditional, n=5, m=5, particles=20000),
+    "vimco": vimco(log_joint, guide, 5, particles=20000),
+}
+
+
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_every_objective_is_below_the_exact_evidence(name):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        est = estimate(PROGRAMS[name])
+    assert est.shape == (20000,)
+    assert float(est.mean()) < LOG_EVIDENCE + 3 * float(est.std()) / math.sqrt(len(est))
+
+
+def test_importance_weighting_tightens_the_bound():
+    torch.manual_seed(1)
+    with torch.no_grad():
+        values = {k: float(estimate(p).mean()) for k, p in PROGRAMS.items()}
+    assert values["elbo"] < values["iwelbo"] < LOG_EVIDENCE
+    assert values["hvi"] < values["iwhvi"] < values["diwhvi"] < LOG_EVIDENCE
+
+
+def test_iwelbo_with_one_sample_is_the_elbo():
+    torch.manual_seed(2)
+    a = estimate(elbo(log_joint, guide, particles=7))
+    torch.manual_seed(2)
+    b = estimate(iwelbo(log_joint, guide, 1, particles=7))
+    assert torch.allclose(a, b)
+
+
+def test_vimco_gradient_is_unbiased_for_the_iwelbo():
+    """Both VIMCO (score function) and the reparameterised IWELBO estimate the same gradient."""
+    torch.manual_seed(3)
+    grads = {}
+    for name, program in [
+        ("vimco", vimco(log_joint, guide, 5, particles=100_000)),
+        ("reparam", iwelbo(log_joint, guide, 5, particles=100_000)),
+    ]:
+        (g,) = torch.autograd.grad(estimate(program).mean(), mu)
+        grads[name] = float(g)
+    assert abs(grads["vimco"] - grads["reparam"]) < 0.02
+
+
+def test_log_mean_exp_and_bad_arguments():
+    x = torch.tensor([[0.0, math.log(3.0)]])
+    assert torch.allclose(log_mean_exp(x, 1), torch.tensor([math.log(2.0)]))
+    with pytest.raises(ValueError, match="K must be a positive integer"):
+        iwelbo(log_joint, guide, 0)
+    with pytest.raises(ValueError, match="VIMCO needs K >= 2"):
+        vimco(log_joint, guide, 1)
+    with pytest.raises(ValueError, match="particles"):
+        elbo(log_joint, guide, particles=0)
+    with pytest.raises(ValueError, match="m must be"):
+        marginal_sir(log_joint, prior_u, conditional, m=0)
