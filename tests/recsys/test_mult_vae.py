@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from varbook.data import implicit_feedback
+from varbook.recsys import (
+    EASE,
+    MultDAE,
+    MultVAE,
+    Popularity,
+    beta_at,
+    ease_weights,
+    evaluate,
+    fit,
+    log_likelihood,
+    strong_generalization_split,
+)
+from varbook.runtime import NonFiniteLossError
+
+
+def test_multinomial_log_likelihood_against_direct_computation():
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.5]], dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    pi = torch.exp(logits) / torch.exp(logits).sum()
+    direct = sum(float(torch.log(pi[0, i])) for i in (0, 2, 3))
+    assert log_likelihood(logits, x, "mult").item() == pytest.approx(direct)
+    p = torch.sigmoid(logits)
+    assert log_likelihood(logits, x, "logistic").item() == pytest.approx(
+        float((x * p.log() + (1 - x) * (1 - p).log()).sum())
+    )
+    assert log_likelihood(logits, x, "gaussian").item() == pytest.approx(float(-0.5 * ((p - x) ** 2).sum()))
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        log_likelihood(logits, x, "poisson")
+
+
+def test_split_is_disjoint_and_deterministic():
+    clicks = implicit_feedback(n_users=300, n_items=50, seed=1)
+    a = strong_generalization_split(clicks, 40, 30, seed=7)
+    b = strong_generalization_split(clicks, 40, 30, seed=7)
+    sets = [set(a.train_users.tolist()), set(a.validation.users.tolist()), set(a.test.users.tolist())]
+    assert len(sets[1]) == 40 and len(sets[2]) == 30
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert torch.equal(a.test.users, b.test.users) and torch.equal(a.test.held_out, b.test.held_out)
+    c = strong_generalization_split(clicks, 40, 30, seed=8)
+    assert not torch.equal(a.test.users, c.test.users)
+    # fold-in and held-out partition each held-out user's clicks, about 80/20
+    original = clicks[a.test.users]
+    assert torch.equal(a.test.fold_in + a.test.held_out, original)
+    assert (a.test.fold_in * a.test.held_out).sum() == 0
+    frac = a.test.held_out.sum() / original.sum()
+    assert 0.15 < float(frac) < 0.25
+
+
+def test_split_errors():
+    with pytest.raises(ValueError, match="binary"):
+        strong_generalization_split(torch.full((10, 5), 2.0), 2, 2)
+    with pytest.raises(ValueError, match="no training users"):
+        strong_generalization_split(torch.ones(10, 8), 5, 5)
+
+
+def test_beta_schedule():
+    assert beta_at(0, 100, 0.2) == 0.0
+    assert beta_at(10, 100, 0.2) == pytest.approx(0.1)
+    assert beta_at(500, 100, 0.2) == 0.2
+    assert beta_at(3, 0, 1.0) == 1.0
+
+
+def test_models_train_and_score():
+    clicks = implicit_feedback(n_users=400, n_items=60, seed=2)
+    split = strong_generalization_split(clicks, 50, 50, seed=0)
+    torch.manual_seed(0)
+    vae = MultVAE(60, hidden=(32,), latent=8)
+    result = fit(vae, split.train, split.validation, epochs=3, batch_size=50, k=10)
+    assert len(result.history["val_ndcg"]) == 3 and result.users_per_second > 0
+    ndcg = evaluate(vae, split.test, 10)
+    assert ndcg.shape == (50,) and (ndcg >= 0).all() and (ndcg <= 1).all()
+    dae = MultDAE(60, hidden=(32, 8))
+    fit(dae, split.train, split.validation, epochs=2, batch_size=50, k=10)
+    assert evaluate(dae, split.test, 10).shape == (50,)
+    assert (
+        evaluate(Popularity(split.train), split.test, 10).mean()
+        < evaluate(EASE(split.train, 50.0), split.test, 10).mean()
+    )
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        MultVAE(60, likelihood="poisson")
+
+
+def test_eval_uses_the_mean_and_no_dropout():
+    vae = MultVAE(20, hidden=(8,), latent=4)
+    x = (torch.rand(5, 20) > 0.5).float()
+    assert torch.equal(vae.scores(x), vae.scores(x))
+    assert vae.training  # scores() restores the mode
+
+
+def test_nan_loss_stops_training():
+    clicks = implicit_feedback(n_users=200, n_items=30, seed=3)
+    split = strong_generalization_split(clicks, 20, 20, seed=0)
+    vae = MultVAE(30, hidden=(8,), latent=4)
+    with torch.no_grad():
+        vae.decoder[0].weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError):
+        fit(vae, split.train, split.validation, epochs=1, batch_size=50, k=5)
+
+
+def test_ease_closed_form():
+    x = (torch.rand(30, 6, generator=torch.Generator().manual_seed(0)) > 0.5).double()
+    lam = 3.0
+    b = ease_weights(x, lam)
+    assert torch.allclose(b.diagonal(), torch.zeros(6, dtype=torch.float64))
+    # each column solves a ridge regression of item j on the other items
+    for j in range(6):
+        others = [i for i in range(6) if i != j]
+        a = x[:, others]
+        w = torch.linalg.solve(a.T @ a + lam * torch.eye(5, dtype=torch.float64), a.T @ x[:, j])
+        assert torch.allclose(b[others, j], w, atol=1e-8)
+    with pytest.raises(ValueError):
+        ease_weights(x, 0.0)
