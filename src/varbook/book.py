@@ -281,8 +281,8 @@ def dashboard(records: list[dict]) -> str:
     """HTML tables (embedded in MyST) of claims, chapter runs and the environment."""
     if not records:
         return "*No chapter has been executed in this build yet.*\n"
-    n_hold = sum(c["holds"] for r in records for c in r["claims"])
-    n_all = sum(len(r["claims"]) for r in records)
+    n_hold = sum(c["holds"] is True for r in records for c in r["claims"])
+    n_all = sum(c["holds"] is not None for r in records for c in r["claims"])
     n_fail = sum((not c["holds"]) and c.get("asserted") for r in records for c in r["claims"])
     parts = [
         f"**{n_hold} of {n_all} claims hold** across {len(records)} chapter run(s); {n_fail} asserted claim(s) fail.\n"
@@ -327,7 +327,9 @@ def dashboard(records: list[dict]) -> str:
     rows = []
     for r in records:
         for c in r["claims"]:
-            if c["holds"]:
+            if c["holds"] is None:
+                mark = '<span style="color:#57606a">&ndash; not run here</span>'
+            elif c["holds"]:
                 mark = '<span style="color:#1a7f37">&#10003; holds</span>'
             elif c.get("asserted"):
                 mark = '<b style="color:#cf222e">&#10007; FAILS</b>'

@@ -46,7 +46,7 @@ class Claim:
     tier: str
     ours: float | list[float] | None
     comparison: str
-    holds: bool
+    holds: bool | None  # None: not run in this profile
     paper: str = ""
     source: str = "unverified"
     note: str = ""
@@ -147,6 +147,13 @@ class Report:
             ours = _as_floats(ours)
         return self._add(Claim(statement, tier, ours, comparison, bool(holds), paper, source, note))
 
+    def skip(self, statement: str, reason: str, *, tier: str, paper: str = "", source: str = "unverified") -> Claim:
+        """Record a claim whose experiment does not run in this profile (never for a claim asserted here)."""
+        claim = Claim(statement, tier, None, "not run in this profile", None, paper, source, reason)
+        if self.asserted(claim):
+            raise ValueError(f"a claim asserted in the {self.profile} profile cannot be skipped: {statement}")
+        return self._add(claim)
+
     def _add(self, claim: Claim) -> Claim:
         if claim.tier not in TIERS:
             raise ValueError(f"unknown tier {claim.tier!r}: use one of {', '.join(TIERS)}")
@@ -158,13 +165,15 @@ class Report:
         return claim.tier == "robust" or (claim.tier == "full" and self.profile == "full")
 
     def failures(self) -> list[Claim]:
-        return [c for c in self.claims if self.asserted(c) and not c.holds]
+        return [c for c in self.claims if self.asserted(c) and c.holds is not True]
 
     def to_html(self) -> str:
         head = ["claim", "tier", "paper", "source", "ours", "test", "holds"]
         rows = []
         for c in self.claims:
-            if c.holds:
+            if c.holds is None:
+                verdict = '<span class="varbook-skipped" style="color:#57606a">&ndash; not run here</span>'
+            elif c.holds:
                 verdict = '<span class="varbook-holds" style="color:#1a7f37">&#10003; holds</span>'
             elif self.asserted(c):
                 verdict = '<b class="varbook-fails" style="color:#cf222e">&#10007; FAILS</b>'
@@ -188,7 +197,7 @@ class Report:
     def to_text(self) -> str:
         lines = []
         for c in self.claims:
-            mark = "ok " if c.holds else ("FAIL" if self.asserted(c) else "no ")
+            mark = "-- " if c.holds is None else "ok " if c.holds else ("FAIL" if self.asserted(c) else "no ")
             lines.append(f"[{mark}] ({c.tier}) {c.statement}: ours {c.ours_text()} {c.comparison}")
         return "\n".join(lines)
 
@@ -243,6 +252,8 @@ def summarise(records: Sequence[dict]) -> dict:
     out: dict[str, list[int]] = {t: [0, 0] for t in TIERS}
     for rec in records:
         for c in rec.get("claims", []):
-            out[c["tier"]][0] += bool(c["holds"])
+            if c["holds"] is None:
+                continue
+            out[c["tier"]][0] += c["holds"] is True
             out[c["tier"]][1] += 1
     return {t: {"holds": h, "total": n} for t, (h, n) in out.items()}

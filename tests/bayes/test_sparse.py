@@ -1,0 +1,137 @@
+import math
+
+import pytest
+import torch
+
+from varbook.bayes import (
+    CRITERIA,
+    BayesMLP,
+    DropGrowScheduler,
+    accuracy,
+    brier,
+    drop_score,
+    ece,
+    mc_predict,
+    mean_field_layers,
+    nll,
+    random_masks,
+    reliability,
+    train_bnn,
+    training_flops,
+)
+from varbook.data import Split
+from varbook.runtime import NonFiniteLossError
+
+
+def tiny(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(200, 10, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return Split(x[:150], y[:150], x[150:], y[150:], (2, 5), n_classes=2)
+
+
+def test_scheduler_keeps_the_exact_density_and_zeroes_inactive_entries():
+    torch.manual_seed(0)
+    model = BayesMLP([10, 40, 2])
+    layers = mean_field_layers(model)
+    random_masks(layers, 0.2, torch.Generator().manual_seed(0))
+    targets = [round(0.2 * layer.mu.numel()) for layer in layers]
+    sched = DropGrowScheduler(layers, 0.2, delta_t=2, t_end=40)
+    checks = []
+    run = train_bnn(
+        model,
+        tiny(),
+        epochs=10,
+        batch_size=32,
+        lr=0.05,
+        scheduler=sched,
+        callback=lambda epoch: checks.append(sched.check_density()),
+    )
+    assert run.update_steps > 5 and all(checks)
+    assert [layer.active() for layer in layers] == targets
+    assert all(h["active"] == targets for h in sched.history)
+    assert sum(h["moved"] for h in sched.history) > 0
+    for layer in layers:
+        assert (layer.mu[~layer.mask] == 0).all() and (layer.sigma[~layer.mask] == 0).all()
+
+
+def test_update_needs_a_dense_gradient():
+    model = BayesMLP([4, 6, 2])
+    layers = mean_field_layers(model)
+    random_masks(layers, 0.5)
+    sched = DropGrowScheduler(layers, 0.5, delta_t=1, t_end=10)
+    with pytest.raises(RuntimeError, match="dense gradient"):
+        sched.update(1)
+    with pytest.raises(ValueError, match="unknown drop criterion"):
+        DropGrowScheduler(layers, 0.5, delta_t=1, t_end=10, criterion="magnitude")
+
+
+def test_grow_uses_the_dense_gradient():
+    torch.manual_seed(1)
+    model = BayesMLP([6, 5])
+    (layer,) = mean_field_layers(model)
+    random_masks([layer], 0.4, torch.Generator().manual_seed(1))
+    sched = DropGrowScheduler([layer], 0.4, delta_t=1, t_end=100, alpha=0.5)
+    sched.dense_gradients(True)
+    model(torch.randn(16, 6)).pow(2).sum().backward()
+    grad = layer.weight_mean.grad.clone()
+    inactive_before = ~layer.mask.clone()
+    assert grad[inactive_before].abs().sum() > 0  # the gradient is dense, not masked
+    sched.update(1)
+    grown = layer.mask & inactive_before
+    n = int(grown.sum())
+    assert n == int(12 * sched.drop_fraction(1))
+    assert set(grad[inactive_before].abs().topk(n).values.tolist()) == set(grad[grown].abs().tolist())
+
+
+def test_drop_scores():
+    mu = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64)
+    sigma = torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64)
+    assert torch.allclose(drop_score(mu, sigma, "snr"), torch.tensor([0.0, 2.0, 4.0], dtype=torch.float64))
+    folded = drop_score(mu, sigma, "e_mean_abs")
+    samples = (
+        mu + sigma * torch.randn(400000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ).abs()
+    assert torch.allclose(folded, samples.mean(0), atol=5e-3)
+    assert torch.allclose(drop_score(mu, sigma, "snr_mean_abs"), samples.mean(0) / samples.std(0), rtol=2e-2)
+    e_exp = drop_score(mu, sigma, "e_exp_mean_abs")
+    assert torch.allclose(e_exp, samples.exp().mean(0), rtol=2e-2)
+    for c in CRITERIA:
+        assert drop_score(mu, sigma, c).shape == (3,)
+
+
+def test_metrics_hand_computed():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 1])
+    assert accuracy(probs, y) == pytest.approx(2 / 3)
+    assert nll(probs, y) == pytest.approx(-(math.log(0.9) + math.log(0.4) + math.log(0.8)) / 3)
+    assert brier(probs, y) == pytest.approx((0.02 + 0.72 + 0.08) / 3)
+    r = reliability(probs, y, n_bins=2)
+    assert r["count"].tolist() == [0.0, 3.0]
+    assert ece(probs, y, n_bins=2) == pytest.approx(abs(2 / 3 - (0.9 + 0.6 + 0.8) / 3))
+    with pytest.raises(ValueError):
+        nll(probs, y[:2])
+
+
+def test_mc_predict_averages_probabilities():
+    torch.manual_seed(2)
+    model = BayesMLP([3, 4, 2], init_sigma=0.5)
+    p = mc_predict(model, torch.randn(6, 3), 20)
+    assert torch.allclose(p.sum(1), torch.ones(6)) and model.training
+    with pytest.raises(ValueError):
+        mc_predict(model, torch.randn(2, 3), 0)
+
+
+def test_training_flops_scale_with_density():
+    dense = BayesMLP([10, 20, 2])
+    sparse = BayesMLP([10, 20, 2])
+    random_masks(mean_field_layers(sparse), 0.1)
+    ratio = training_flops(sparse, 32, 100) / training_flops(dense, 32, 100)
+    assert ratio == pytest.approx((20 + 4) / 240, rel=1e-9)  # round(0.1 * 200), round(0.1 * 40)
+
+
+def test_nan_loss_stops_training():
+    data = tiny()
+    data.x_train[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError):
+        train_bnn(BayesMLP([10, 4, 2]), data, epochs=1, batch_size=150)
