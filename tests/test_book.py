@@ -60,10 +60,21 @@ def test_dashboard_lists_claims_and_runs():
                 "holds": False,
                 "asserted": False,
             },
+            {
+                "statement": "u",
+                "tier": "full",
+                "paper": "",
+                "source": "",
+                "ours": None,
+                "comparison": "not run in this profile",
+                "holds": None,
+                "asserted": False,
+            },
         ],
     }
     text = book.dashboard([rec])
     assert "1 of 2 claims hold" in text and "s &lt;1&gt;" in text and "not reproduced" in text
+    assert "not run here" in text and "1 / 2" in text
     assert "varbook-runs" in text and "varbook-env" in text
     assert "No chapter" in book.dashboard([])
 

@@ -283,7 +283,7 @@ def dashboard(records: list[dict]) -> str:
         return "*No chapter has been executed in this build yet.*\n"
     n_hold = sum(c["holds"] is True for r in records for c in r["claims"])
     n_all = sum(c["holds"] is not None for r in records for c in r["claims"])
-    n_fail = sum((not c["holds"]) and c.get("asserted") for r in records for c in r["claims"])
+    n_fail = sum(c["holds"] is not True and bool(c.get("asserted")) for r in records for c in r["claims"])
     parts = [
         f"**{n_hold} of {n_all} claims hold** across {len(records)} chapter run(s); {n_fail} asserted claim(s) fail.\n"
     ]
@@ -302,7 +302,7 @@ def dashboard(records: list[dict]) -> str:
                 r.get("torch", "n/a"),
                 str(r.get("seed", "")),
                 r.get("date", "n/a")[:10],
-                f"{sum(c['holds'] for c in claims)} / {len(claims)}",
+                f"{sum(c['holds'] is True for c in claims)} / {sum(c['holds'] is not None for c in claims)}",
             ]
         )
     parts.append(
