@@ -1,0 +1,1 @@
+"""Language-model experiments: approximate backward passes and character-level data."""

