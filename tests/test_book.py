@@ -119,16 +119,21 @@ print("running", profile, seed)
 """
 
 
-def test_a_failing_chapter_does_not_stop_the_others(tmp_path, capsys):
+def make_project(tmp_path, bodies: dict[str, str]):
+    """A tiny book project whose chapters run the given code."""
     root = tmp_path / "proj"
     (root / "book" / "gradients").mkdir(parents=True)
-    (root / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/gradients/bad\n  - file: book/gradients/good\n"
-    )
+    toc = "".join(f"  - file: book/gradients/{slug}\n" for slug in bodies)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n" + toc)
     (root / "_config.yml").write_text("title: t\n")
     (root / "book" / "intro.md").write_text("# intro\n")
-    (root / "book" / "gradients" / "bad.md").write_text(CHAPTER.format(slug="bad", body="1 / 0"))
-    (root / "book" / "gradients" / "good.md").write_text(CHAPTER.format(slug="good", body="x = 1"))
+    for slug, body in bodies.items():
+        (root / "book" / "gradients" / f"{slug}.md").write_text(CHAPTER.format(slug=slug, body=body))
+    return root
+
+
+def test_a_failing_chapter_does_not_stop_the_others(tmp_path, capsys):
+    root = make_project(tmp_path, {"bad": "1 / 0", "good": "x = 1"})
     outcomes = book.execute(None, "smoke", seed=3, root=root)
     assert [(o.slug, o.ok) for o in outcomes] == [("bad", False), ("good", True)]
     out = capsys.readouterr().out
@@ -151,14 +156,6 @@ def test_load_records_reads_build_and_committed_results(tmp_path):
 
 
 def test_parallel_execution(tmp_path):
-    root = tmp_path / "proj"
-    (root / "book" / "gradients").mkdir(parents=True)
-    (root / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/gradients/one\n  - file: book/gradients/two\n"
-    )
-    (root / "_config.yml").write_text("title: t\n")
-    (root / "book" / "intro.md").write_text("# intro\n")
-    for slug in ("one", "two"):
-        (root / "book" / "gradients" / f"{slug}.md").write_text(CHAPTER.format(slug=slug, body="x = 1"))
+    root = make_project(tmp_path, {"one": "x = 1", "two": "x = 1"})
     outcomes = book.execute(None, "smoke", jobs=2, root=root)
     assert sorted((o.slug, o.ok) for o in outcomes) == [("one", True), ("two", True)]

@@ -60,7 +60,27 @@ def _init(module: nn.Module) -> None:
             nn.init.normal_(layer.bias, std=0.001)
 
 
-class MultVAE(nn.Module):
+def _check_likelihood(likelihood: str) -> None:
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+
+
+class _Recommender(nn.Module):
+    """Scoring shared by the autoencoders: decoder logits in evaluation mode (no dropout, :math:`z=\\mu`)."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        out = self.logits(x)
+        self.train(was)
+        return out
+
+
+class MultVAE(_Recommender):
     """Encoder ``[I, *hidden, 2 K]`` and decoder ``[K, *reversed(hidden), I]`` with tanh, input dropout."""
 
     def __init__(
@@ -72,8 +92,7 @@ class MultVAE(nn.Module):
         likelihood: str = "mult",
     ):
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+        _check_likelihood(likelihood)
         self.encoder = MLP(n_items, list(hidden), 2 * latent, activation=nn.Tanh)
         self.decoder = MLP(latent, list(reversed(hidden)), n_items, activation=nn.Tanh)
         self.drop = nn.Dropout(dropout)
@@ -91,16 +110,11 @@ class MultVAE(nn.Module):
         logits, mu, log_var = self(x)
         return (-log_likelihood(logits, x, self.likelihood) + beta * gaussian_kl_standard(mu, log_var)).mean()
 
-    @torch.no_grad()
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        logits = self(x)[0]
-        self.train(was)
-        return logits
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[0]
 
 
-class MultDAE(nn.Module):
+class MultDAE(_Recommender):
     """The denoising autoencoder ``[I, *hidden, I]`` with tanh, input dropout and an L2 weight penalty."""
 
     def __init__(
@@ -112,8 +126,7 @@ class MultDAE(nn.Module):
         likelihood: str = "mult",
     ):
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+        _check_likelihood(likelihood)
         sizes = list(hidden)
         self.encoder = nn.Sequential(MLP(n_items, sizes[:-1], sizes[-1], activation=nn.Tanh), nn.Tanh())
         self.decoder = nn.Linear(sizes[-1], n_items)
@@ -129,13 +142,8 @@ class MultDAE(nn.Module):
         penalty = sum((p**2).sum() for n, p in self.named_parameters() if n.endswith("weight"))
         return -log_likelihood(self(x), x, self.likelihood).mean() + self.l2 / x.shape[0] * penalty
 
-    @torch.no_grad()
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        out = self(x)
-        self.train(was)
-        return out
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
 
 
 def beta_at(step: int, total_anneal_steps: int, cap: float) -> float:
