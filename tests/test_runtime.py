@@ -73,5 +73,5 @@ def test_progress_in_batch_mode_prints_only_start_and_end(monkeypatch, capsys):
 
 
 def test_device_name_and_peak_memory():
-    assert runtime.device_name("cpu").startswith("cpu")
+    assert runtime.device_name("cpu").startswith("CPU")
     assert runtime.peak_memory_bytes(torch.device("cpu")) > 0

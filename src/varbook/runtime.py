@@ -59,7 +59,7 @@ def device_name(dev: torch.device | str | None = None) -> str:
     dev = torch.device(dev) if dev is not None else device()
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+    return f"CPU ({os.cpu_count()} cores)"
 
 
 def seed_all(seed: int) -> torch.Generator:
@@ -146,5 +146,6 @@ def setup(profile: str | None, seed: int, dev: str | None = None) -> tuple[str, 
     profile = resolve_profile(profile)
     seed_all(seed)
     dev_ = device(dev)
-    print(f"device: {device_name(dev_)} | profile: {profile} | seed: {seed} | torch {torch.__version__}")
+    threads = f", {torch.get_num_threads()} torch threads" if dev_.type == "cpu" else ""
+    print(f"device: {device_name(dev_)}{threads} | profile: {profile} | seed: {seed} | torch {torch.__version__}")
     return profile, seed, dev_
