@@ -29,6 +29,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .claims import verdict_html
 from .runtime import resolve_profile
 
 ROOT_MARKERS = ("_toc.yml", "_config.yml")
@@ -155,12 +156,12 @@ def _execute_one(root: Path, chapter: Chapter, profile: str, seed: int) -> Outco
         )
     except Exception as exc:  # papermill raises PapermillExecutionError, with the cell's traceback
         if out.exists():
-            _clean_streams(out)
+            _postprocess_notebook(out)
         return Outcome(chapter.slug, False, time.perf_counter() - start, out, _describe(exc))
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    _clean_streams(out)
+    _postprocess_notebook(out)
     return Outcome(chapter.slug, True, time.perf_counter() - start, out)
 
 
@@ -183,7 +184,7 @@ def collapse_carriage_returns(text: str) -> str:
     return "\n".join(lines)
 
 
-def _clean_streams(path: Path) -> None:
+def _postprocess_notebook(path: Path) -> None:
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -327,14 +328,7 @@ def dashboard(records: list[dict]) -> str:
     rows = []
     for r in records:
         for c in r["claims"]:
-            if c["holds"] is None:
-                mark = '<span style="color:#57606a">&ndash; not run here</span>'
-            elif c["holds"]:
-                mark = '<span style="color:#1a7f37">&#10003; holds</span>'
-            elif c.get("asserted"):
-                mark = '<b style="color:#cf222e">&#10007; FAILS</b>'
-            else:
-                mark = '<span style="color:#9a6700">&#10007; not reproduced</span>'
+            mark = verdict_html(c["holds"], bool(c.get("asserted")))
             rows.append(
                 [
                     r["slug"],

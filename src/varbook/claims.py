@@ -77,6 +77,17 @@ def _as_floats(value) -> list[float]:
     return [float(value)]
 
 
+def verdict_html(holds: bool | None, asserted: bool) -> str:
+    """The coloured verdict of a claim, shared by the chapters' tables and the dashboard."""
+    if holds is None:
+        return '<span class="varbook-skipped" style="color:#57606a">&ndash; not run here</span>'
+    if holds:
+        return '<span class="varbook-holds" style="color:#1a7f37">&#10003; holds</span>'
+    if asserted:
+        return '<b class="varbook-fails" style="color:#cf222e">&#10007; FAILS</b>'
+    return '<span class="varbook-fails" style="color:#9a6700">&#10007; not reproduced</span>'
+
+
 def results_root() -> Path:
     """Where chapter records go: ``VARBOOK_RESULTS_DIR``, else ``_build/results`` of the enclosing project."""
     env = os.environ.get("VARBOOK_RESULTS_DIR")
@@ -171,14 +182,7 @@ class Report:
         head = ["claim", "tier", "paper", "source", "ours", "test", "holds"]
         rows = []
         for c in self.claims:
-            if c.holds is None:
-                verdict = '<span class="varbook-skipped" style="color:#57606a">&ndash; not run here</span>'
-            elif c.holds:
-                verdict = '<span class="varbook-holds" style="color:#1a7f37">&#10003; holds</span>'
-            elif self.asserted(c):
-                verdict = '<b class="varbook-fails" style="color:#cf222e">&#10007; FAILS</b>'
-            else:
-                verdict = '<span class="varbook-fails" style="color:#9a6700">&#10007; not reproduced</span>'
+            verdict = verdict_html(c.holds, self.asserted(c))
             cells = [c.statement, c.tier, c.paper or "&mdash;", c.source, c.ours_text(), c.comparison or "&mdash;"]
             cells = [html.escape(x) if x != "&mdash;" else x for x in cells]
             note = f"<br><small>{html.escape(c.note)}</small>" if c.note else ""

@@ -80,6 +80,16 @@ def check_finite(loss: torch.Tensor | float, step: int | None = None, what: str 
         raise NonFiniteLossError(f"{what} became {value}{where}; lower the learning rate or check the inputs")
 
 
+def descend(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: int | None = None, what: str = "training loss"
+) -> None:
+    """One optimiser step on ``loss``: stop with a clear message if it is not finite, then backpropagate and step."""
+    check_finite(loss, step, what)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def peak_memory_bytes(dev: torch.device | None = None) -> int:
     """Peak memory of this process: CUDA max allocated on a GPU, peak resident set size on CPU."""
     dev = dev or device()

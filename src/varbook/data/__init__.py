@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .synthetic import implicit_feedback
+
 
 class MissingDatasetPackage(ImportError):
     """The package that ships a data set is not installed."""
@@ -183,8 +185,6 @@ def minibatches(
     for start in range(0, stop, batch_size):
         yield perm[start : start + batch_size]
 
-
-from .synthetic import implicit_feedback  # noqa: E402
 
 __all__ = [
     "MissingDatasetPackage",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import check_finite, progress
+from ..runtime import descend, progress
 
 PAD = 0
 
@@ -73,10 +73,7 @@ def train_lm(
         x, y = lm_batch(stream, batch_size, seq_len, generator)
         x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        check_finite(loss, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss, step)
         losses.append(float(loss.detach()))
     return losses
 

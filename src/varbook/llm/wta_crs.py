@@ -23,10 +23,19 @@ from torch import nn
 SAMPLERS = ("exact", "uniform", "crs", "topk", "wta_crs")
 
 
-def sample_size(n: int, ratio: float) -> int:
-    """:math:`k=\\min(N,\\max(\\lfloor N\\cdot\\text{ratio}\\rfloor,10))`."""
+def _check_ratio(ratio: float) -> None:
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+
+
+def _check_sampler(sampler: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def sample_size(n: int, ratio: float) -> int:
+    """:math:`k=\\min(N,\\max(\\lfloor N\\cdot\\text{ratio}\\rfloor,10))`."""
+    _check_ratio(ratio)
     return min(n, max(int(n * ratio), 10))
 
 
@@ -44,9 +53,8 @@ def winner_count(p: torch.Tensor, k: int) -> int:
 def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generator | None = None):
     """Indices and weights ``(idx, w)`` of the kept rows, so that the estimate is :math:`\\sum_t w_t G_{idx_t}`."""
     n = p.shape[0]
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-    if sampler == "exact" or k >= n and sampler != "uniform" and sampler != "crs":
+    _check_sampler(sampler)
+    if sampler == "exact" or (k >= n and sampler in ("topk", "wta_crs")):  # every row kept: exact
         return torch.arange(n, device=p.device), torch.ones(n, dtype=p.dtype, device=p.device)
     if sampler == "uniform":
         idx = torch.randint(n, (k,), generator=generator).to(p.device)
@@ -181,9 +189,8 @@ class ApproxLinear(nn.Linear):
         generator: torch.Generator | None = None,
     ):
         super().__init__(in_features, out_features, bias)
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-        sample_size(10, ratio)
+        _check_sampler(sampler)
+        _check_ratio(ratio)
         self.sampler, self.ratio, self.generator = sampler, ratio, generator
         self.example_ids: torch.Tensor | None = None
         self._cache: dict[int, torch.Tensor] = {}
@@ -200,9 +207,9 @@ class ApproxLinear(nn.Linear):
     def store_grad_norms(self, norms: torch.Tensor) -> None:
         if self.example_ids is None:
             return
-        per = norms.numel() // len(self.example_ids)
-        for j, i in enumerate(self.example_ids.tolist()):
-            self._cache[i] = norms[j * per : (j + 1) * per].to("cpu", torch.bfloat16).float()
+        rows = norms.detach().view(len(self.example_ids), -1).to("cpu", torch.bfloat16).float()  # one transfer
+        for i, row in zip(self.example_ids.tolist(), rows, strict=True):
+            self._cache[i] = row
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() or not (x.requires_grad or self.weight.requires_grad):
@@ -223,13 +230,13 @@ def approx_linear_factory(sampler: str, ratio: float, roles=("attn_out", "ff_in"
 
 def set_sampler(model: nn.Module, sampler: str, ratio: float | None = None) -> None:
     """Switch every :class:`ApproxLinear` of ``model`` to ``sampler`` (and ``ratio``)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    _check_sampler(sampler)
+    if ratio is not None:
+        _check_ratio(ratio)
     for m in model.modules():
         if isinstance(m, ApproxLinear):
             m.sampler = sampler
             if ratio is not None:
-                sample_size(10, ratio)
                 m.ratio = ratio
 
 

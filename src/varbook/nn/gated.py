@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import Split, minibatches
 from ..estimators.bernoulli import BinaryStochastic
-from ..runtime import check_finite, progress
+from ..runtime import descend, progress
 from .mlp import MLP
 
 
@@ -67,11 +67,14 @@ class GatedMLP(nn.Module):
         g = self.gate(a, generator)
         return self.classifier((hidden * g.unsqueeze(-1)).flatten(1)), a
 
-    def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """The gates the model uses on ``x`` in its current mode (all ones when dense)."""
+    def gates(self, x: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+        """The gates the model uses on ``x`` in its current mode (all ones when dense).
+
+        ``a`` are the gate pre-activations if a forward pass already computed them.
+        """
         if not self.gated:
             return torch.ones(x.shape[0], self.n_blocks, device=x.device)
-        return self.gate(self.gater(x))
+        return self.gate(self.gater(x) if a is None else a)
 
     def multiply_adds(self, gates: torch.Tensor) -> dict[str, float]:
         """Multiply-adds per example: those performed with ``gates`` (zero gates skip their block) and the dense count.
@@ -115,8 +118,8 @@ def evaluate_gated(model: GatedMLP, x: torch.Tensor, y: torch.Tensor) -> GateSta
     """Accuracy, fraction of non-zero gates, and skipped multiply-adds with the noise off (``model.eval()``)."""
     was_training = model.training
     model.eval()
-    logits, _ = model(x)
-    gates = model.gates(x)
+    logits, a = model(x)
+    gates = model.gates(x, a)
     model.train(was_training)
     macs = model.multiply_adds(gates)
     return GateStats(
@@ -192,10 +195,7 @@ def train_gated(
                 baseline=baseline,
                 generator=None,
             )
-            check_finite(loss, step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            descend(opt, loss, step)
             total += float(ce) * len(idx)
             count += len(idx)
             step += 1

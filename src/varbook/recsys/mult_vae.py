@@ -26,8 +26,9 @@ from torch import nn
 from ..data import minibatches
 from ..estimators.reparam import reparameterize
 from ..nn import MLP
-from ..runtime import check_finite, progress
+from ..runtime import descend, progress
 from ..vi.kl import gaussian_kl_standard
+from ..vi.models import bernoulli_log_likelihood
 from .metrics import ndcg_at_k
 from .split import HeldOut
 
@@ -45,7 +46,7 @@ def log_likelihood(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "mul
     if likelihood == "gaussian":
         return -0.5 * ((torch.sigmoid(logits) - x) ** 2).sum(-1)
     if likelihood == "logistic":
-        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return bernoulli_log_likelihood(logits, x)
     raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
 
 
@@ -205,10 +206,7 @@ def fit(
         for idx in minibatches(train.shape[0], batch_size, generator, train.device):
             beta = beta_at(step, total, cap)
             loss = model.loss(train[idx], beta)
-            check_finite(loss, step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            descend(opt, loss, step)
             total_loss += float(loss.detach()) * len(idx)
             step += 1
         seconds += time.perf_counter() - start

@@ -35,6 +35,7 @@ import torch
 from torch import distributions as D
 
 from ..estimators.bernoulli import enumerate_binary
+from ..runtime import descend, progress
 
 
 @dataclass(frozen=True)
@@ -156,19 +157,16 @@ def _run(program, args, kwargs, replay: dict[str, torch.Tensor]) -> torch.Tensor
     return out
 
 
-def _bernoulli_parts(dist: D.Distribution, name: str) -> tuple[D.Bernoulli, int]:
-    base, reinterpreted = dist, 0
-    if isinstance(dist, D.Independent):
-        base, reinterpreted = dist.base_dist, dist.reinterpreted_batch_ndims
-    if not isinstance(base, D.Bernoulli):
-        return None, 0
-    return base, reinterpreted
+def _bernoulli_base(dist: D.Distribution) -> D.Bernoulli | None:
+    """The Bernoulli inside ``dist`` (itself, or the base of an ``Independent``), else ``None``."""
+    base = dist.base_dist if isinstance(dist, D.Independent) else dist
+    return base if isinstance(base, D.Bernoulli) else None
 
 
 def _support(dist: D.Distribution, name: str) -> list[torch.Tensor]:
     """Every value of the choice, each of the full sample shape (all coordinates jointly enumerated)."""
     shape = dist.batch_shape + dist.event_shape
-    base, _ = _bernoulli_parts(dist, name)
+    base = _bernoulli_base(dist)
     if base is not None:
         n_event = math.prod(dist.event_shape)
         if n_event > 16:
@@ -197,7 +195,7 @@ def _enumerate(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
 
 
 def _measure_valued(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
-    base, _ = _bernoulli_parts(fork.dist, fork.name)
+    base = _bernoulli_base(fork.dist)
     if base is None:
         raise ValueError(f"random choice {fork.name!r}: 'mvd' is implemented for Bernoulli choices only")
     v = fork.dist.sample()
@@ -238,17 +236,16 @@ def maximise(
     record_every: int = 1,
     progress_desc: str | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] = torch.mean,
+    callback: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Gradient ascent on ``reduce(estimate(program))``; returns the mean estimate every ``record_every`` steps.
 
     ``args_fn(step)`` supplies the program's arguments per step (e.g. a minibatch). ``reduce``
     turns the estimates into the scalar to maximise (the mean by default; for several
     independent models stacked along a batch dimension, sum over that dimension instead, so each
-    model keeps its own step size). Stops with
-    :class:`~varbook.runtime.NonFiniteLossError` if an estimate becomes NaN or infinite.
+    model keeps its own step size). ``callback(step)`` runs after every step (e.g. to evaluate).
+    Stops with :class:`~varbook.runtime.NonFiniteLossError` if an estimate becomes NaN or infinite.
     """
-    from ..runtime import check_finite, progress
-
     params = list(parameters)
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr)
@@ -264,10 +261,9 @@ def maximise(
         step_args = args_fn(step) if args_fn is not None else args
         estimates = estimate(program, *step_args)
         objective = reduce(estimates)
-        check_finite(objective, step, what="objective estimate")
-        opt.zero_grad(set_to_none=True)
-        (-objective).backward()
-        opt.step()
+        descend(opt, -objective, step, what="objective estimate")
         if step % record_every == 0:
             trace.append(float(estimates.detach().mean()))
+        if callback is not None:
+            callback(step)
     return trace
