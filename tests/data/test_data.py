@@ -89,3 +89,20 @@ def test_movielens_clicks_and_synthetic_feedback():
     assert int(x.sum(1).min()) >= 5 and torch.equal(x, data.implicit_feedback(n_users=200, n_items=100, seed=0))
     with pytest.raises(ValueError):
         data.implicit_feedback(n_items=2)
+
+
+@pytest.mark.parametrize("name", ["moons", "checkerboard", "rings"])
+def test_toy2d(name):
+    x = data.toy2d(name, 500, seed=0)
+    assert x.shape == (500, 2) and x.dtype == torch.float32 and torch.isfinite(x).all()
+    torch.testing.assert_close(x, data.toy2d(name, 500, seed=0))
+    if name == "checkerboard":
+        cell = torch.floor(x + 2).long()
+        assert ((cell[:, 0] + cell[:, 1]) % 2 == 0).all() and (x.abs() <= 2).all()
+    if name == "moons":
+        assert abs(float(x[:, 1].mean())) < 0.2  # the companion's -0.5 shift centres the moons
+
+
+def test_toy2d_bad_name():
+    with pytest.raises(ValueError, match="unknown toy density"):
+        data.toy2d("spirals")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .synthetic import implicit_feedback
+from .synthetic import implicit_feedback, toy2d
 
 
 class MissingDatasetPackage(ImportError):
@@ -199,4 +199,5 @@ __all__ = [
     "shakespeare_plays",
     "minibatches",
     "implicit_feedback",
+    "toy2d",
 ]

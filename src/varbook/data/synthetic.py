@@ -38,3 +38,33 @@ def implicit_feedback(
     mask = torch.arange(n_items)[None, :] < n_clicks[:, None]
     clicks.scatter_(1, order, mask.float())
     return clicks
+
+
+def toy2d(name: str = "moons", n: int = 2000, seed: int = 0) -> torch.Tensor:
+    """Two-dimensional toy densities, float32 of shape ``(n, 2)``.
+
+    ``moons``: scikit-learn's two moons with noise 0.05, scaled by 2 and shifted by -0.5 in y (the
+    scaling of the companion code of :cite:`lai2025principles`); ``checkerboard``: uniform on the
+    black squares of a 4x4 board on [-2, 2]^2; ``rings``: two concentric noisy circles.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+
+        x, _ = make_moons(n_samples=n, noise=0.05, random_state=seed)
+        x = torch.as_tensor(x, dtype=torch.float32) * 2
+        x[:, 1] -= 0.5
+        return x[torch.randperm(n, generator=g)]
+    if name == "checkerboard":
+        x1 = torch.rand(n, generator=g) * 4 - 2
+        col = torch.floor(x1 + 2)
+        row = 2 * torch.randint(0, 2, (n,), generator=g).float() + col % 2
+        x2 = row + torch.rand(n, generator=g) - 2
+        return torch.stack([x1, x2], 1)
+    if name == "rings":
+        r = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, 2.0) + 0.08 * torch.randn(n, generator=g)
+        angle = 2 * math.pi * torch.rand(n, generator=g)
+        return torch.stack([r * torch.cos(angle), r * torch.sin(angle)], 1)
+    raise ValueError(f"unknown toy density {name!r}: use 'moons', 'checkerboard' or 'rings'")

@@ -2,5 +2,15 @@
 
 from .gated import GatedMLP, GateStats, evaluate_gated, train_gated
 from .mlp import MLP
+from .time import SmallUNet, TimeMLP, sinusoidal_embedding
 
-__all__ = ["MLP", "GatedMLP", "GateStats", "evaluate_gated", "train_gated"]
+__all__ = [
+    "MLP",
+    "GatedMLP",
+    "GateStats",
+    "evaluate_gated",
+    "train_gated",
+    "TimeMLP",
+    "SmallUNet",
+    "sinusoidal_embedding",
+]

@@ -1,0 +1,120 @@
+r"""Gaussian-mixture data laws, whose noised marginals, scores and denoisers are exact.
+
+If :math:`x_0 \sim \sum_k w_k\,\mathcal N(\mu_k, \Sigma_k)` and :math:`x_t = \alpha_t x_0 + \sigma_t\epsilon`, then
+
+.. math::
+    p_t(x) = \sum_k w_k\,\mathcal N(x;\ \alpha_t\mu_k,\ C_k), \quad C_k = \alpha_t^2\Sigma_k + \sigma_t^2 I, \qquad
+    \mathbb E[x_0 \mid x_t = x] = \sum_k r_k(x)\,\big(\mu_k + \alpha_t\Sigma_k C_k^{-1}(x - \alpha_t\mu_k)\big),
+
+with responsibilities :math:`r_k(x) \propto w_k\,\mathcal N(x; \alpha_t\mu_k, C_k)`. Samplers can therefore be
+tested with no training at all :cite:`lai2025principles`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .field import Field
+from .schedules import Schedule, _as_time
+
+
+class GaussianMixture:
+    """A mixture of ``K`` Gaussians in ``d`` dimensions: ``weights (K,)``, ``means (K, d)``, ``covs (K, d, d)``."""
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor):
+        weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
+        if means.dim() != 2:
+            raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+        k, d = means.shape
+        if weights.shape != (k,) or covs.shape != (k, d, d):
+            raise ValueError(
+                f"weights must be ({k},) and covs ({k}, {d}, {d}); got {tuple(weights.shape)}, {tuple(covs.shape)}"
+            )
+        if (weights <= 0).any():
+            raise ValueError("mixture weights must be positive")
+        if not torch.allclose(covs, covs.transpose(-1, -2)):
+            raise ValueError("covariances must be symmetric")
+        self.chol = torch.linalg.cholesky(covs)  # raises on a covariance that is not positive definite
+        self.weights, self.means, self.covs = weights / weights.sum(), means, covs
+        self.n_components, self.dim = k, d
+
+    @classmethod
+    def ring(cls, n_components: int = 8, radius: float = 2.0, std: float = 0.2, dim: int = 2) -> GaussianMixture:
+        """Equal-weight isotropic components on a circle in the first two coordinates."""
+        if dim < 2:
+            raise ValueError("a ring needs at least 2 dimensions")
+        angle = torch.arange(n_components, dtype=torch.float64) * 2 * math.pi / n_components
+        means = torch.zeros(n_components, dim, dtype=torch.float64)
+        means[:, 0], means[:, 1] = radius * torch.cos(angle), radius * torch.sin(angle)
+        covs = std**2 * torch.eye(dim, dtype=torch.float64).expand(n_components, dim, dim).clone()
+        return cls(torch.ones(n_components), means, covs)
+
+    def to(self, dtype: torch.dtype) -> GaussianMixture:
+        return GaussianMixture(self.weights.to(dtype), self.means.to(dtype), self.covs.to(dtype))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the data law, float64, shape ``(n, d)``."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
+        return self.means[k] + (self.chol[k] @ z).squeeze(-1)
+
+    def field(self, schedule: Schedule) -> GaussianMixtureField:
+        """The exact denoiser of this law on ``schedule``."""
+        return GaussianMixtureField(self, schedule)
+
+    def noised(self, schedule: Schedule, t) -> GaussianMixture:
+        r"""The marginal :math:`p_t` at a scalar time ``t``, itself a Gaussian mixture."""
+        t = _as_time(t)
+        if t.dim() != 0:
+            raise ValueError("noised() takes a scalar time")
+        a, s = schedule.alpha(t), schedule.sigma(t)
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        return GaussianMixture(self.weights, a * self.means, a**2 * self.covs + s**2 * eye)
+
+
+class GaussianMixtureField(Field):
+    """Exact :math:`\\log p_t`, score and :math:`\\mathbb E[x_0 \\mid x_t]` of a :class:`GaussianMixture` under a schedule."""
+
+    kind = "x0"
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule):
+        self.mixture, self.schedule = mixture, schedule
+
+    def _parts(self, x: torch.Tensor, t):
+        if x.dim() != 2 or x.shape[1] != self.mixture.dim:
+            raise ValueError(f"x must have shape (batch, {self.mixture.dim}), got {tuple(x.shape)}")
+        m = self.mixture
+        t = _as_time(t, x)
+        a, s = self.schedule.alpha(t), self.schedule.sigma(t)
+        if t.dim() == 1:  # one time per sample: (B, 1, 1, 1) against (K, d, d)
+            a, s = a.reshape(-1, 1, 1, 1), s.reshape(-1, 1, 1, 1)
+        means, covs, w = m.means.to(x), m.covs.to(x), m.weights.to(x)
+        eye = torch.eye(m.dim, dtype=x.dtype, device=x.device)
+        cov_t = a**2 * covs + s**2 * eye  # (K, d, d) or (B, K, d, d)
+        chol = torch.linalg.cholesky(cov_t)
+        a_vec = a.reshape(-1, 1, 1) if t.dim() == 1 else a
+        diff = x[:, None, :] - a_vec * means  # (B, K, d)
+        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # C^{-1}(x - a mu)
+        half_logdet = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        log_comp = torch.log(w) - 0.5 * (diff * sol).sum(-1) - half_logdet - 0.5 * m.dim * math.log(2 * math.pi)
+        return a_vec, means, covs, sol, log_comp
+
+    def log_prob(self, x: torch.Tensor, t) -> torch.Tensor:
+        r""":math:`\log p_t(x)`, shape ``(batch,)``."""
+        *_, log_comp = self._parts(x, t)
+        return torch.logsumexp(log_comp, -1)
+
+    def responsibilities(self, x, t) -> torch.Tensor:
+        *_, log_comp = self._parts(x, t)
+        return torch.softmax(log_comp, -1)
+
+    def score(self, x, t):
+        _, _, _, sol, log_comp = self._parts(x, t)
+        return -(torch.softmax(log_comp, -1).unsqueeze(-1) * sol).sum(1)
+
+    def predict(self, x, t):
+        a, means, covs, sol, log_comp = self._parts(x, t)
+        cond_mean = means + a * (covs @ sol.unsqueeze(-1)).squeeze(-1)  # (B, K, d)
+        return (torch.softmax(log_comp, -1).unsqueeze(-1) * cond_mean).sum(1)

@@ -1,0 +1,84 @@
+r"""The four prediction targets of a Gaussian path and the exact conversions between them :cite:`lai2025principles`.
+
+With :math:`x_t = \alpha_t x_0 + \sigma_t\epsilon`, a model may predict the noise :math:`\hat\epsilon`,
+the clean data :math:`\hat x_0 = \mathbb E[x_0 \mid x_t]`, the score :math:`s = \nabla\log p_t(x_t)` or the
+velocity :math:`v = \dot\alpha_t\hat x_0 + \dot\sigma_t\hat\epsilon` of the probability-flow ODE:
+
+.. math::
+    \hat x_0 = \frac{x_t - \sigma_t\hat\epsilon}{\alpha_t}, \qquad
+    s = -\frac{\hat\epsilon}{\sigma_t}, \qquad
+    \hat x_0 = \frac{x_t + \sigma_t^2 s}{\alpha_t}\ \text{(Tweedie)}, \qquad
+    \hat\epsilon = \frac{\alpha_t v - \dot\alpha_t x_t}{\alpha_t\dot\sigma_t - \dot\alpha_t\sigma_t}.
+
+Every conversion goes through :math:`\hat\epsilon` except the velocity ones, which use the
+formulas that stay finite at :math:`\alpha_t = 0` (the noise end of the flow-matching path).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .schedules import Schedule, _as_time, expand
+
+KINDS = ("eps", "x0", "score", "v")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown prediction kind {kind!r}: use one of {', '.join(KINDS)}")
+
+
+def coefficients(schedule: Schedule, t, x: torch.Tensor):
+    r""":math:`(\alpha, \sigma, \dot\alpha, \dot\sigma)` at ``t``, broadcast against ``x``."""
+    t = _as_time(t, x)
+    return tuple(expand(fn(t), x) for fn in (schedule.alpha, schedule.sigma, schedule.d_alpha, schedule.d_sigma))
+
+
+def to_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    r"""Convert a prediction of kind ``kind`` at :math:`(x_t, t)` to :math:`\hat\epsilon`."""
+    _check_kind(kind)
+    if pred.shape != x.shape:
+        raise ValueError(f"prediction of shape {tuple(pred.shape)} for x of shape {tuple(x.shape)}")
+    if kind == "eps":
+        return pred
+    a, s, da, ds = coefficients(schedule, t, x)
+    if kind == "x0":
+        return (x - a * pred) / s
+    if kind == "score":
+        return -s * pred
+    return (a * pred - da * x) / (a * ds - da * s)
+
+
+def from_eps(eps: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    r"""Convert :math:`\hat\epsilon` at :math:`(x_t, t)` to a prediction of kind ``kind``."""
+    _check_kind(kind)
+    if eps.shape != x.shape:
+        raise ValueError(f"eps of shape {tuple(eps.shape)} for x of shape {tuple(x.shape)}")
+    if kind == "eps":
+        return eps
+    a, s, da, ds = coefficients(schedule, t, x)
+    if kind == "x0":
+        return (x - s * eps) / a
+    if kind == "score":
+        return -eps / s
+    return (da * x + (a * ds - da * s) * eps) / a
+
+
+def convert(pred: torch.Tensor, src: str, dst: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    """Convert a prediction between any two of ``eps``, ``x0``, ``score`` and ``v`` (finite at alpha = 0 for v <-> x0)."""
+    _check_kind(src)
+    _check_kind(dst)
+    if src == dst:
+        return pred
+    if {src, dst} == {"v", "x0"}:
+        a, s, da, ds = coefficients(schedule, t, x)
+        if src == "v":
+            return (ds * x - s * pred) / (a * ds - s * da)
+        return da * pred + ds * (x - a * pred) / s
+    return from_eps(to_eps(pred, src, x, t, schedule), dst, x, t, schedule)
+
+
+def tweedie(x: torch.Tensor, score: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    r"""Tweedie's formula :math:`\mathbb E[x_0 \mid x_t] = (x_t + \sigma_t^2\nabla\log p_t(x_t)) / \alpha_t` :cite:`efron2011tweedie`."""
+    a, s, _, _ = coefficients(schedule, t, x)
+    return (x + s**2 * score) / a

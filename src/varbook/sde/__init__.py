@@ -1,0 +1,5 @@
+"""Stochastic and ordinary differential equation solvers shared by the diffusion and SDE chapters."""
+
+from .solvers import euler, euler_maruyama, heun
+
+__all__ = ["euler", "heun", "euler_maruyama"]
