@@ -1,5 +1,6 @@
 """Shared neural-network modules."""
 
+from .fit import train_steps
 from .gated import GatedMLP, GateStats, evaluate_gated, train_gated
 from .mlp import MLP
 from .time import SmallUNet, TimeMLP, sinusoidal_embedding
@@ -13,4 +14,5 @@ __all__ = [
     "TimeMLP",
     "SmallUNet",
     "sinusoidal_embedding",
+    "train_steps",
 ]

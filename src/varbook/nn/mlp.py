@@ -23,3 +23,9 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, d_out))
         super().__init__(*layers)
         self.d_in, self.d_out = d_in, d_out
+
+    def features(self, x):
+        """The activations of the last hidden layer (every module but the final ``Linear``)."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x

@@ -1,0 +1,47 @@
+"""One minibatch training loop for the models that need nothing more: Adam, a cosine learning-rate decay, a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..runtime import descend, progress
+
+
+def train_steps(
+    model: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    tensors: Sequence[torch.Tensor],
+    steps: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    cosine: bool = True,
+    desc: str = "training",
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Run ``steps`` Adam steps on ``loss_fn(*batch)``, each batch drawn with replacement from ``tensors``.
+
+    All tensors share their first dimension and live on the model's device. Returns the loss of every
+    step; stops with :class:`~varbook.runtime.NonFiniteLossError` if the loss stops being finite.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ValueError("all tensors must have the same number of rows")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
+    losses = []
+    model.train()
+    for step in progress(range(steps), desc=desc):
+        idx = torch.randint(0, n, (batch_size,), generator=generator).to(tensors[0].device)
+        loss = loss_fn(*(t[idx] for t in tensors))
+        descend(opt, loss, step, f"{desc} loss")
+        if sched is not None:
+            sched.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
