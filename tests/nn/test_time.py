@@ -34,17 +34,3 @@ def test_small_unet():
     assert out.shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match="divisible by 4"):
         net(torch.randn(2, 1, 30, 30), torch.rand(2), torch.tensor([3, 10]))
-
-
-def test_train_steps_reduces_a_regression_loss():
-    from varbook.nn import MLP, train_steps
-
-    torch.manual_seed(0)
-    x = torch.randn(256, 2)
-    y = x @ torch.tensor([[1.0], [-2.0]])
-    model = MLP(2, [16], 1)
-    losses = train_steps(model, lambda a, b: ((model(a) - b) ** 2).mean(), (x, y), steps=200, batch_size=64, lr=1e-2)
-    assert len(losses) == 200 and losses[-1] < 0.1 * losses[0]
-    assert model.features(x).shape == (256, 16)
-    with pytest.raises(ValueError, match="same number of rows"):
-        train_steps(model, lambda a, b: a.sum(), (x, y[:10]), steps=1, batch_size=4)

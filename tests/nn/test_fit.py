@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+from varbook.nn import MLP, train_steps
+
+
+def test_train_steps_reduces_a_regression_loss():
+    torch.manual_seed(0)
+    x = torch.randn(256, 2)
+    y = x @ torch.tensor([[1.0], [-2.0]])
+    model = MLP(2, [16], 1)
+    losses = train_steps(model, lambda a, b: ((model(a) - b) ** 2).mean(), (x, y), steps=200, batch_size=64, lr=1e-2)
+    assert len(losses) == 200 and losses[-1] < 0.1 * losses[0]
+    assert model.features(x).shape == (256, 16)
+    with pytest.raises(ValueError, match="same number of rows"):
+        train_steps(model, lambda a, b: a.sum(), (x, y[:10]), steps=1, batch_size=4)
+
+
+def test_train_steps_stops_on_a_non_finite_loss():
+    from varbook.runtime import NonFiniteLossError
+
+    model = MLP(2, [4], 1)
+    x = torch.randn(16, 2)
+    with pytest.raises(NonFiniteLossError, match="toy loss"):
+        train_steps(model, lambda a: model(a).sum() * float("nan"), (x,), steps=3, batch_size=4, desc="toy")
