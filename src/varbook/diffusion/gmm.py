@@ -20,6 +20,28 @@ from .field import Field
 from .schedules import Schedule, _as_time
 
 
+def component_terms(x: torch.Tensor, log_w: torch.Tensor, means: torch.Tensor, covs: torch.Tensor):
+    r"""For a mixture :math:`\sum_k w_k\mathcal N(m_k, C_k)` at points ``x (B, d)``: the joint log-densities
+    :math:`\log w_k + \log\mathcal N(x; m_k, C_k)` ``(B, K)`` and the solves :math:`C_k^{-1}(x - m_k)` ``(B, K, d)``.
+
+    ``means`` is ``(K, d)`` or per point ``(B, K, d)``; ``covs`` is ``(K, d, d)`` or ``(B, K, d, d)``.
+    """
+    chol = torch.linalg.cholesky(covs)
+    diff = x[:, None, :] - means
+    if covs.dim() == 3:  # shared by all points: invert K small matrices once, then one batched product
+        sol = torch.einsum("kij,bkj->bki", torch.cholesky_inverse(chol), diff)
+    else:
+        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)
+    half_logdet = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    log_comp = log_w - 0.5 * (diff * sol).sum(-1) - half_logdet - 0.5 * x.shape[1] * math.log(2 * math.pi)
+    return log_comp, sol
+
+
+def responsibilities(log_comp: torch.Tensor) -> torch.Tensor:
+    """Softmax over components (the last axis), computed along the batch axis, which is much faster for few components."""
+    return torch.softmax(log_comp.transpose(0, -1), 0).transpose(0, -1)
+
+
 class GaussianMixture:
     """A mixture of ``K`` Gaussians in ``d`` dimensions: ``weights (K,)``, ``means (K, d)``, ``covs (K, d, d)``."""
 
@@ -90,15 +112,10 @@ class GaussianMixtureField(Field):
         a, s = self.schedule.alpha(t), self.schedule.sigma(t)
         if t.dim() == 1:  # one time per sample: (B, 1, 1, 1) against (K, d, d)
             a, s = a.reshape(-1, 1, 1, 1), s.reshape(-1, 1, 1, 1)
-        means, covs, w = m.means.to(x), m.covs.to(x), m.weights.to(x)
+        means, covs = m.means.to(x), m.covs.to(x)
         eye = torch.eye(m.dim, dtype=x.dtype, device=x.device)
-        cov_t = a**2 * covs + s**2 * eye  # (K, d, d) or (B, K, d, d)
-        chol = torch.linalg.cholesky(cov_t)
         a_vec = a.reshape(-1, 1, 1) if t.dim() == 1 else a
-        diff = x[:, None, :] - a_vec * means  # (B, K, d)
-        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # C^{-1}(x - a mu)
-        half_logdet = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-        log_comp = torch.log(w) - 0.5 * (diff * sol).sum(-1) - half_logdet - 0.5 * m.dim * math.log(2 * math.pi)
+        log_comp, sol = component_terms(x, torch.log(m.weights.to(x)), a_vec * means, a**2 * covs + s**2 * eye)
         return a_vec, means, covs, sol, log_comp
 
     def log_prob(self, x: torch.Tensor, t) -> torch.Tensor:
@@ -108,13 +125,13 @@ class GaussianMixtureField(Field):
 
     def responsibilities(self, x, t) -> torch.Tensor:
         *_, log_comp = self._parts(x, t)
-        return torch.softmax(log_comp, -1)
+        return responsibilities(log_comp)
 
     def score(self, x, t):
         _, _, _, sol, log_comp = self._parts(x, t)
-        return -(torch.softmax(log_comp, -1).unsqueeze(-1) * sol).sum(1)
+        return -torch.einsum("bk,bkd->bd", responsibilities(log_comp), sol)
 
     def predict(self, x, t):
         a, means, covs, sol, log_comp = self._parts(x, t)
-        cond_mean = means + a * (covs @ sol.unsqueeze(-1)).squeeze(-1)  # (B, K, d)
-        return (torch.softmax(log_comp, -1).unsqueeze(-1) * cond_mean).sum(1)
+        r = responsibilities(log_comp)
+        return r @ means + a.reshape(-1, 1) * torch.einsum("kij,bkj->bi", covs, r.unsqueeze(-1) * sol)

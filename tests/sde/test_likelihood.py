@@ -1,0 +1,35 @@
+import math
+
+import pytest
+import torch
+
+from varbook.sde import divergence, ode_log_likelihood
+
+
+def test_divergence_exact_and_hutchinson():
+    a = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
+    x = torch.randn(500, 3, dtype=torch.float64, requires_grad=True)
+    fx = x @ a.T + torch.sin(x)
+    exact = torch.trace(a) + torch.cos(x.detach()).sum(1)
+    torch.testing.assert_close(divergence(fx, x), exact)
+    est = divergence(fx, x, probes=200, generator=torch.Generator().manual_seed(0))
+    err = est - exact
+    assert abs(float(err.mean())) < 4 * float(err.std()) / math.sqrt(len(err)) + 1e-9
+
+
+def test_ode_log_likelihood_of_a_linear_flow():
+    # dx/dt = -x/2 carries N(0, I) at t = 0 to N(0, e^{-1} I) at t = 1
+    x = torch.randn(100, 2, dtype=torch.float64)
+    ts = torch.linspace(1, 0, 201, dtype=torch.float64)
+    base = lambda y: -0.5 * (y**2).sum(1) - math.log(2 * math.pi)  # noqa: E731
+    logp = ode_log_likelihood(lambda y, t: -0.5 * y, x, ts, base)
+    var = math.exp(-1)
+    exact = -0.5 * (x**2).sum(1) / var - math.log(2 * math.pi * var)
+    torch.testing.assert_close(logp, exact, rtol=0, atol=1e-4)  # Heun, h = 1/200
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown method"):
+        ode_log_likelihood(lambda y, t: y, torch.zeros(2, 2), torch.linspace(1, 0, 3), lambda y: y.sum(1), method="rk4")
+    with pytest.raises(ValueError, match="same shape"):
+        divergence(torch.zeros(2, 3), torch.zeros(2, 2))
