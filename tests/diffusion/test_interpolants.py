@@ -94,6 +94,16 @@ def test_drift_is_the_conditional_expectation_monte_carlo(path):
         assert abs(float(prod.mean())) < 4 * float(prod.std()) / math.sqrt(n)
 
 
+@pytest.mark.parametrize("path", ["one_sided_linear", "one_sided_trig"])
+def test_score_from_drift_for_one_sided_interpolants(path):
+    f = field(path)
+    x = torch.randn(25, 2, dtype=torch.float64)
+    for t in (torch.tensor(0.4, dtype=torch.float64), 0.05 + 0.9 * torch.rand(25, dtype=torch.float64)):
+        torch.testing.assert_close(f.interpolant.score_from_drift(x, f.b(x, t), t), f.score(x, t))
+    with pytest.raises(ValueError, match="one-sided"):
+        Interpolant("linear").score_from_drift(x, x, 0.5)
+
+
 def test_one_sided_linear_is_flow_matching_in_reversed_time():
     it = Interpolant("one_sided_linear")
     f = InterpolantMixtureField(it, STD, TARGET)

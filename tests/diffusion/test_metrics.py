@@ -34,6 +34,16 @@ def test_same_law_gives_zero_in_expectation():
     assert abs(float(reps.mean())) < 4 * float(reps.std()) / math.sqrt(len(reps))
 
 
+def test_v_statistic_is_positive_with_a_floor_of_order_one_over_n():
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(400, 2, generator=g, dtype=torch.float64), torch.randn(400, 2, generator=g, dtype=torch.float64)
+    v, u = energy_distance(x, y, unbiased=False), energy_distance(x, y)
+    # U and V differ only in the normalisation of the within-set sums: S/(n(n-1)) against S/n^2
+    gap = (torch.cdist(x, x).sum() / 400**2 / 399 + torch.cdist(y, y).sum() / 400**2 / 399) * 1.0
+    torch.testing.assert_close(v - u, gap)
+    assert float(v) > 0
+
+
 def test_frechet_and_sliced_distances_of_a_shift():
     x = torch.randn(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     shift = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)

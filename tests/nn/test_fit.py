@@ -23,3 +23,15 @@ def test_train_steps_stops_on_a_non_finite_loss():
     x = torch.randn(16, 2)
     with pytest.raises(NonFiniteLossError, match="toy loss"):
         train_steps(model, lambda a: model(a).sum() * float("nan"), (x,), steps=3, batch_size=4, desc="toy")
+
+
+def test_fit_classifier_separates_two_blobs():
+    from varbook.nn import fit_classifier
+
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(200, 3) + 2, torch.randn(200, 3) - 2])
+    y = torch.cat([torch.zeros(200), torch.ones(200)]).long()
+    model = fit_classifier(x, y, hidden=(16,), steps=200, batch_size=64)
+    assert float((model(x).argmax(1) == y).float().mean()) > 0.95
+    with pytest.raises(ValueError, match="flat inputs"):
+        fit_classifier(x.reshape(400, 3, 1), y)

@@ -7,6 +7,7 @@ from .field import Denoiser, Field
 from .flowmaps import meanflow_loss, sample_meanflow
 from .gmm import GaussianMixture, GaussianMixtureField
 from .guidance import GuidedField, guide
+from .interpolants import Interpolant, InterpolantMixtureField, interpolant_losses
 from .losses import denoising_loss
 from .metrics import energy_distance, frechet_distance, gaussian_fit, mmd, sliced_wasserstein
 from .param import KINDS, convert, from_eps, to_eps, tweedie
@@ -31,7 +32,7 @@ __all__ = [
     "Schedule", "DiscreteVP", "VPLinear", "VPCosine", "VE", "Linear", "ddpm_alpha_bar", "time_grid",
     "KINDS", "convert", "to_eps", "from_eps", "tweedie",
     "Field", "Denoiser", "GaussianMixture", "GaussianMixtureField",
-    "denoising_loss", "guide", "GuidedField", "meanflow_loss", "sample_meanflow",
+    "denoising_loss", "guide", "Interpolant", "InterpolantMixtureField", "interpolant_losses", "GuidedField", "meanflow_loss", "sample_meanflow",
     "SAMPLERS", "sample", "nfe", "steps_for_nfe", "prior", "posterior",
     "sample_ddpm", "sample_ddim", "sample_ddim_as_euler", "sample_euler", "sample_heun",
     "sample_dpm_solver_2", "sample_reverse_sde",

@@ -179,6 +179,20 @@ class Interpolant:
             out = out + _col(self.gamma(t), x0) * z
         return out
 
+    def score_from_drift(self, x: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
+        r"""The score of a one-sided interpolant from its drift alone.
+
+        With :math:`x = \alpha\,\mathbb E[x_0 \mid x] + \beta\,\mathbb E[x_1 \mid x]` and
+        :math:`b = \dot\alpha\,\mathbb E[x_0 \mid x] + \dot\beta\,\mathbb E[x_1 \mid x]`,
+        :math:`\mathbb E[x_0 \mid x] = (\dot\beta x - \beta b)/(\alpha\dot\beta - \dot\alpha\beta)` and
+        :math:`s = -\mathbb E[x_0 \mid x]/\alpha` (singular at :math:`t = 1`, where :math:`\alpha = 0`).
+        """
+        if not self.one_sided:
+            raise ValueError("the score follows from the drift only for one-sided interpolants")
+        t = _t(t, x)
+        a, bb, da, db = (_col(f(t), x) for f in (self.alpha, self.beta, self.d_alpha, self.d_beta))
+        return -(db * x - bb * b) / (a * db - da * bb) / a
+
     def as_schedule(self) -> Schedule:
         """The diffusion schedule of a one-sided linear interpolant, in the library's reversed time :math:`s = 1 - t`."""
         if self.path != "one_sided_linear":

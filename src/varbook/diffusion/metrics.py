@@ -23,14 +23,16 @@ def _mean_off_diagonal(m: torch.Tensor) -> torch.Tensor:
     return (m.sum() - m.diagonal().sum()) / (n * (n - 1))
 
 
-def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def energy_distance(x: torch.Tensor, y: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     r"""Energy distance :cite:`szekely2013energy` :math:`2\mathbb E\|X - Y\| - \mathbb E\|X - X'\| - \mathbb E\|Y - Y'\|`.
 
-    Within-set terms leave out the diagonal (U-statistics), so the estimate is unbiased and can dip below 0
-    when the two laws are equal.
+    ``unbiased=True``: within-set terms leave out the diagonal (U-statistics), so the estimate is unbiased
+    and can dip below 0 when the two laws are equal. ``unbiased=False``: the V-statistic, never negative,
+    with a positive floor of order :math:`1/n` for equal laws (so ratios of two values mean something).
     """
     x, y = _pair(x, y)
-    return 2 * torch.cdist(x, y).mean() - _mean_off_diagonal(torch.cdist(x, x)) - _mean_off_diagonal(torch.cdist(y, y))
+    within = _mean_off_diagonal if unbiased else torch.mean
+    return 2 * torch.cdist(x, y).mean() - within(torch.cdist(x, x)) - within(torch.cdist(y, y))
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Shared neural-network modules."""
 
-from .fit import train_steps
+from .fit import fit_classifier, train_steps
 from .gated import GatedMLP, GateStats, evaluate_gated, train_gated
 from .mlp import MLP
 from .time import SmallUNet, TimeMLP, sinusoidal_embedding
@@ -15,4 +15,5 @@ __all__ = [
     "SmallUNet",
     "sinusoidal_embedding",
     "train_steps",
+    "fit_classifier",
 ]

@@ -45,3 +45,38 @@ def train_steps(
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+def fit_classifier(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    hidden: tuple[int, ...] = (256, 256),
+    steps: int = 1500,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    desc: str = "classifier",
+):
+    """An :class:`~varbook.nn.MLP` classifier of flat inputs ``x`` with integer labels ``y``, trained by :func:`train_steps`.
+
+    The chapters use it as a fixed judge of generated images: its accuracy on samples and the
+    Fréchet distance of its last hidden layer (:meth:`~varbook.nn.MLP.features`).
+    """
+    from torch.nn import functional as F
+
+    from .mlp import MLP
+
+    if x.dim() != 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"need flat inputs (N, d) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    model = MLP(x.shape[1], list(hidden), int(y.max()) + 1).to(x.device)
+    train_steps(
+        model,
+        lambda a, b: F.cross_entropy(model(a), b),
+        (x, y),
+        steps,
+        batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        desc=desc,
+    )
+    return model
