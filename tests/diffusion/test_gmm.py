@@ -56,3 +56,31 @@ def test_bad_input():
         GaussianMixture(torch.ones(1), torch.zeros(1, 2), -torch.eye(2)[None])
     with pytest.raises(ValueError, match=r"shape \(batch, 2\)"):
         GaussianMixture.ring().field(VPLinear()).score(torch.zeros(3, 3, dtype=torch.float64), 0.5)
+
+
+def test_posterior_mean_against_importance_sampling():
+    # E[x | y] by self-normalised importance sampling from the prior, within 4 standard errors
+    mix = GaussianMixture(torch.tensor([0.4, 0.6]), torch.tensor([[1.0, 0.0, -1.0], [-1.0, 1.0, 0.5]]),
+                          torch.stack([0.3 * torch.eye(3), 0.2 * torch.eye(3) + 0.05]))  # fmt: skip
+    H = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]], dtype=torch.float64)
+    y = torch.tensor([[0.2, 0.4]], dtype=torch.float64)
+    sigma = 0.4
+    exact = mix.posterior_mean(H, y, sigma)[0]
+    g = torch.Generator().manual_seed(0)
+    x = mix.sample(400000, g)
+    logw = -0.5 * ((y - x @ H.T) ** 2).sum(1) / sigma**2
+    w = torch.softmax(logw, 0)
+    est = (w[:, None] * x).sum(0)
+    ess = 1 / (w**2).sum()
+    se = torch.sqrt((w[:, None] * (x - est) ** 2).sum(0) / ess)
+    assert ((est - exact).abs() < 4 * se).all(), (est, exact, se)
+
+
+def test_fit_recovers_a_mixture():
+    truth = GaussianMixture.ring(3, 3.0, 0.3)
+    x = truth.sample(3000, torch.Generator().manual_seed(0))
+    fitted = GaussianMixture.fit(x, 3, reg_covar=1e-6)
+    order = fitted.means[:, 0].argsort()
+    torch.testing.assert_close(fitted.means[order], truth.means[truth.means[:, 0].argsort()], atol=0.05, rtol=0)
+    with pytest.raises(ValueError, match="noise_std"):
+        fitted.posterior_mean(torch.eye(2), torch.zeros(1, 2), 0.0)

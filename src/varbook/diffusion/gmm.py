@@ -82,6 +82,39 @@ class GaussianMixture:
         z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
         return self.means[k] + (self.chol[k] @ z).squeeze(-1)
 
+    @classmethod
+    def fit(cls, x: torch.Tensor, n_components: int, reg_covar: float = 1e-2, seed: int = 0) -> GaussianMixture:
+        """A full-covariance mixture fitted to the rows of ``x`` by EM (scikit-learn), with ``reg_covar`` added to each covariance."""
+        from sklearn.mixture import GaussianMixture as SkGMM
+
+        if x.dim() != 2 or x.shape[0] < n_components:
+            raise ValueError(f"need at least {n_components} rows of shape (N, d), got {tuple(x.shape)}")
+        sk = SkGMM(n_components, covariance_type="full", reg_covar=reg_covar, random_state=seed).fit(
+            x.double().cpu().numpy()
+        )
+        return cls(torch.as_tensor(sk.weights_), torch.as_tensor(sk.means_), torch.as_tensor(sk.covariances_))
+
+    def posterior_mean(self, H: torch.Tensor, y: torch.Tensor, noise_std: float) -> torch.Tensor:
+        r""":math:`\mathbb E[x \mid y]` for :math:`y = Hx + \sigma v`, :math:`v \sim \mathcal N(0, I)`, row by row of ``y (B, m)``.
+
+        The posterior is again a mixture: component :math:`k` is updated by the Kalman gain
+        :math:`K_k = \Sigma_kH^\top(H\Sigma_kH^\top + \sigma^2I)^{-1}` and reweighted by
+        :math:`\pi_k\,\mathcal N(y; H\mu_k, H\Sigma_kH^\top + \sigma^2I)`.
+        """
+        H = torch.as_tensor(H, dtype=torch.float64)
+        if H.dim() != 2 or H.shape[1] != self.dim or y.dim() != 2 or y.shape[1] != H.shape[0]:
+            raise ValueError(
+                f"need H of shape (m, {self.dim}) and y of shape (batch, m), got {tuple(H.shape)}, {tuple(y.shape)}"
+            )
+        if noise_std <= 0:
+            raise ValueError(f"noise_std must be positive, got {noise_std}")
+        y = y.double()
+        sht = self.covs @ H.T  # (K, d, m)
+        innov = H @ sht + noise_std**2 * torch.eye(H.shape[0], dtype=torch.float64)  # (K, m, m)
+        log_comp, sol = component_terms(y, torch.log(self.weights), self.means @ H.T, innov)
+        means = self.means + torch.einsum("kdm,bkm->bkd", sht, sol)  # (B, K, d)
+        return torch.einsum("bk,bkd->bd", responsibilities(log_comp), means)
+
     def field(self, schedule: Schedule) -> GaussianMixtureField:
         """The exact denoiser of this law on ``schedule``."""
         return GaussianMixtureField(self, schedule)
