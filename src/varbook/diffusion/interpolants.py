@@ -361,5 +361,5 @@ def sample_sde(b, s, x: torch.Tensor, ts, eps: float, generator: torch.Generator
     if eps == 0:
         return solvers.euler(b, x, ts, path=path)
     return solvers.euler_maruyama(
-        lambda y, t: b(y, t) + eps * s(y, t), lambda t: math.sqrt(2 * eps), x, ts, generator=generator, path=path
+        lambda y, t: b(y, t) + eps * s(y, t), lambda y, t: math.sqrt(2 * eps), x, ts, generator=generator, path=path
     )

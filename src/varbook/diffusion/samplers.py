@@ -156,7 +156,7 @@ def sample_reverse_sde(field: Field, x: torch.Tensor, ts, generator: torch.Gener
     def drift(x, t):
         return sch.drift(t).to(x) * x - sch.g2(t).to(x) * field.score(x, t)
 
-    return solvers.euler_maruyama(drift, lambda t: sch.g2(t).sqrt(), x, ts, generator=generator, noise_last=False)
+    return solvers.euler_maruyama(drift, lambda x, t: sch.g2(t).sqrt(), x, ts, generator=generator, noise_last=False)
 
 
 SAMPLERS = {

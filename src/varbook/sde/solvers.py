@@ -61,27 +61,52 @@ def heun(drift: Drift, x: torch.Tensor, ts, path: bool = False, euler_last: bool
 
 def euler_maruyama(
     drift: Drift,
-    diffusion: Callable[[torch.Tensor], torch.Tensor | float],
+    diffusion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float],
     x: torch.Tensor,
     ts,
     generator: torch.Generator | None = None,
     path: bool = False,
     noise_last: bool = True,
 ) -> torch.Tensor:
-    r"""Euler–Maruyama: :math:`x_{n+1} = x_n + b(x_n, t_n)\,h + g(t_n)\sqrt{|h|}\,z_n`, :math:`z_n \sim \mathcal N(0, I)`.
+    r"""Euler–Maruyama (Itô): :math:`x_{n+1} = x_n + b(x_n, t_n)\,h + g(x_n, t_n)\sqrt{|h|}\,z_n`, :math:`z_n \sim \mathcal N(0, I)`.
 
-    ``diffusion(t)`` returns :math:`g(t)` (a scalar or a tensor broadcastable to ``x``). ``noise_last=False``
+    ``diffusion(x, t)`` returns :math:`g(x, t)` (a scalar or a tensor broadcastable to ``x``; diagonal noise). ``noise_last=False``
     leaves the noise out of the last step, the usual choice when the last step lands on the data.
     Noise is drawn on the CPU from ``generator`` so that runs are reproducible across devices.
     """
 
     def step(x, t, s, last):
         h = (s - t).to(x)
-        x = x + h * drift(x, t)
+        g = torch.as_tensor(diffusion(x, t), dtype=x.dtype, device=x.device)
+        x_next = x + h * drift(x, t)
         if last and not noise_last:
-            return x
+            return x_next
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        g = torch.as_tensor(diffusion(t), dtype=x.dtype, device=x.device)
-        return x + g * h.abs().sqrt() * z
+        return x_next + g * h.abs().sqrt() * z
+
+    return _run(step, x, ts, path)
+
+
+def stochastic_heun(
+    drift: Drift,
+    diffusion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    ts,
+    generator: torch.Generator | None = None,
+    path: bool = False,
+) -> torch.Tensor:
+    r"""Stochastic Heun for the **Stratonovich** SDE :math:`dx = b\,dt + g(x, t)\circ dW` with diagonal noise.
+
+    Predictor :math:`\tilde x = x + bh + g\Delta W`, corrector
+    :math:`x + \tfrac12(b + \tilde b)h + \tfrac12(g + \tilde g)\Delta W` with the same increment; strong order 1 for
+    additive or commutative noise. ``diffusion(x, t)`` returns :math:`g` with the shape of ``x``.
+    """
+
+    def step(x, t, s, last):
+        h = (s - t).to(x)
+        dw = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * h.abs().sqrt()
+        b, g = drift(x, t), diffusion(x, t)
+        pred = x + b * h + g * dw
+        return x + 0.5 * (b + drift(pred, s)) * h + 0.5 * (g + diffusion(pred, s)) * dw
 
     return _run(step, x, ts, path)
