@@ -328,11 +328,15 @@ def interpolant_losses(
         fixed_target = da * x0 + db * x1
         flip_target = col(it.d_gamma(tt)) * latent if kind == "b" else torch.zeros_like(x0)
 
-    def one(sign: float) -> torch.Tensor:
-        x = base + sign * scale * latent
-        pred = net(x, tt.expand(n) if tt.dim() == 0 else tt)
-        if pred.shape != x.shape:
-            raise ValueError(f"the network returned shape {tuple(pred.shape)} for x of shape {tuple(x.shape)}")
+    signs = (1.0, -1.0) if antithetic else (1.0,)
+    t_net = tt.expand(n) if tt.dim() == 0 else tt
+    # both members of an antithetic pair go through the network in one batch
+    x = torch.cat([base + sign * scale * latent for sign in signs])
+    pred_all = net(x, t_net.repeat(len(signs)))
+    if pred_all.shape != x.shape:
+        raise ValueError(f"the network returned shape {tuple(pred_all.shape)} for x of shape {tuple(x.shape)}")
+
+    def one(sign: float, pred: torch.Tensor) -> torch.Tensor:
         sq = 0.5 * (pred**2).flatten(1).sum(1)
         if kind in ("b", "v"):
             target = fixed_target + sign * flip_target if (kind == "b" or it.one_sided) else fixed_target
@@ -341,9 +345,8 @@ def interpolant_losses(
             return sq + (sign * latent * pred).flatten(1).sum(1) / scale.flatten()
         return sq + (sign * latent * pred).flatten(1).sum(1)
 
-    if not antithetic:
-        return one(1.0)
-    return 0.5 * (one(1.0) + one(-1.0))
+    terms = [one(sign, pred) for sign, pred in zip(signs, pred_all.split(n), strict=True)]
+    return sum(terms) / len(terms)
 
 
 # -------------------------------------------------------------------------------------------------
