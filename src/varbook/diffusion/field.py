@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .param import _check_kind, coefficients, convert
+from .param import _check_kind, _from_eps, _to_eps, coefficients, convert
 from .schedules import Schedule, _as_time
 
 
@@ -48,11 +48,9 @@ class Field:
         r""":math:`(\hat\epsilon, \hat x_0)` from one evaluation (what DDIM and DPM-Solver need)."""
         t = _as_time(t, x)
         pred = self.predict(x, t)
-        eps = convert(pred, self.kind, "eps", x, t, self.schedule)
-        if self.kind == "x0":
-            return eps, pred
-        a, s, _, _ = coefficients(self.schedule, t, x)
-        return eps, (x - s * eps) / a
+        coef = coefficients(self.schedule, t, x)
+        eps = _to_eps(pred, self.kind, x, coef)
+        return eps, pred if self.kind == "x0" else _from_eps(eps, "x0", x, coef)
 
 
 class Denoiser(nn.Module, Field):

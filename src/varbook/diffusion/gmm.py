@@ -73,9 +73,6 @@ class GaussianMixture:
         covs = std**2 * torch.eye(dim, dtype=torch.float64).expand(n_components, dim, dim).clone()
         return cls(torch.ones(n_components), means, covs)
 
-    def to(self, dtype: torch.dtype) -> GaussianMixture:
-        return GaussianMixture(self.weights.to(dtype), self.means.to(dtype), self.covs.to(dtype))
-
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the data law, float64, shape ``(n, d)``."""
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -155,10 +152,6 @@ class GaussianMixtureField(Field):
         r""":math:`\log p_t(x)`, shape ``(batch,)``."""
         *_, log_comp = self._parts(x, t)
         return torch.logsumexp(log_comp, -1)
-
-    def responsibilities(self, x, t) -> torch.Tensor:
-        *_, log_comp = self._parts(x, t)
-        return responsibilities(log_comp)
 
     def score(self, x, t):
         _, _, _, sol, log_comp = self._parts(x, t)

@@ -25,7 +25,7 @@ import torch
 
 from ..sde import solvers
 from .gmm import GaussianMixture, component_terms, responsibilities
-from .schedules import Linear, Schedule
+from .schedules import Linear, Schedule, _as_time, expand
 
 PATHS = ("linear", "trig", "encdec", "one_sided_linear", "one_sided_trig", "mirror")
 GAMMAS = ("brownian", "bsquared", "sinesquared", "zero")
@@ -33,17 +33,7 @@ KINDS = ("b", "v", "s", "eta")
 
 
 def _t(t, like=None) -> torch.Tensor:
-    t = torch.as_tensor(t, dtype=torch.float64 if like is None else like.dtype)
-    if like is not None:
-        t = t.to(like.device)
-    if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
-        raise ValueError("interpolant time must lie in [0, 1] (0 = base, 1 = target)")
-    return t
-
-
-def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    v = torch.as_tensor(v, dtype=like.dtype, device=like.device)
-    return v if v.dim() == 0 else v.reshape(-1, *([1] * (like.dim() - 1)))
+    return _as_time(t, like, "0 = base, 1 = target")
 
 
 class Interpolant:
@@ -172,11 +162,11 @@ class Interpolant:
         if x0.shape != x1.shape or (z is not None and z.shape != x0.shape):
             raise ValueError("x0, x1 (and z) must have the same shape")
         t = _t(t, x0)
-        out = _col(self.alpha(t), x0) * x0 + _col(self.beta(t), x0) * x1
+        out = expand(self.alpha(t), x0) * x0 + expand(self.beta(t), x0) * x1
         if not self.one_sided:
             if z is None:
                 raise ValueError(f"the {self.path} interpolant needs the latent z")
-            out = out + _col(self.gamma(t), x0) * z
+            out = out + expand(self.gamma(t), x0) * z
         return out
 
     def score_from_drift(self, x: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
@@ -190,7 +180,7 @@ class Interpolant:
         if not self.one_sided:
             raise ValueError("the score follows from the drift only for one-sided interpolants")
         t = _t(t, x)
-        a, bb, da, db = (_col(f(t), x) for f in (self.alpha, self.beta, self.d_alpha, self.d_beta))
+        a, bb, da, db = (expand(f(t), x) for f in (self.alpha, self.beta, self.d_alpha, self.d_beta))
         return -(db * x - bb * b) / (a * db - da * bb) / a
 
     def as_schedule(self) -> Schedule:
@@ -261,23 +251,22 @@ class InterpolantMixtureField:
         r""":math:`v = \mathbb E[\dot\alpha x_0 + \dot\beta x_1 \mid x_t = x]`."""
         t, _, e0, e1, _ = self._parts(x, t)
         it = self.interpolant
-        return _col(it.d_alpha(t), x) * e0 + _col(it.d_beta(t), x) * e1
+        return expand(it.d_alpha(t), x) * e0 + expand(it.d_beta(t), x) * e1
 
     def b(self, x, t) -> torch.Tensor:
         r""":math:`b = v - \gamma\dot\gamma s` (:math:`\dot\gamma\,\mathbb E[z \mid x]` written without the :math:`0\cdot\infty` at the ends)."""
         t, _, e0, e1, minus_score = self._parts(x, t)
         it = self.interpolant
-        return _col(it.d_alpha(t), x) * e0 + _col(it.d_beta(t), x) * e1 + _col(it.gamma_dgamma(t), x) * minus_score
+        return (
+            expand(it.d_alpha(t), x) * e0 + expand(it.d_beta(t), x) * e1 + expand(it.gamma_dgamma(t), x) * minus_score
+        )
 
     def eta(self, x, t) -> torch.Tensor:
         r""":math:`-\mathbb E[n \mid x_t = x]` for the Gaussian latent :math:`n` (:math:`z`, or :math:`x_0` one-sided), the minimiser of the :math:`\eta` loss."""
         t, _, e0, _, minus_score = self._parts(x, t)
         if self.interpolant.one_sided:
             return -e0
-        return -_col(self.interpolant.gamma(t), x) * minus_score
-
-    def x1_mean(self, x, t) -> torch.Tensor:
-        return self._parts(x, t)[3]
+        return -expand(self.interpolant.gamma(t), x) * minus_score
 
 
 # -------------------------------------------------------------------------------------------------
@@ -314,7 +303,7 @@ def interpolant_losses(
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
         t = t_min + (t_max - t_min) * torch.rand(n, device=x0.device, dtype=x0.dtype)
     it = interpolant
-    col = lambda v: _col(v, x0)  # noqa: E731
+    col = lambda v: expand(v, x0)  # noqa: E731
     tt = _t(t, x0)
     da, db = col(it.d_alpha(tt)), col(it.d_beta(tt))
     if it.one_sided:

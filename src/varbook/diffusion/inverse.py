@@ -23,7 +23,7 @@ import torch
 from ..imaging.operators import LinearOperator
 from ..runtime import progress
 from .field import Field
-from .samplers import posterior
+from .samplers import ddim_step
 from .schedules import expand
 
 WEIGHTINGS = {
@@ -136,12 +136,7 @@ def dps(
         eps, x0 = field.eps_x0(x, t)
         (grad,) = torch.autograd.grad((y - op(x0)).flatten(1).norm(dim=1).sum(), x)
         with torch.no_grad():
-            _, std = posterior(sch, t, s, x, x0)
-            c = eta * std
-            x = sch.alpha(s).to(x) * x0 + (sch.sigma(s).to(x) ** 2 - c**2).clamp(min=0).sqrt() * eps
-            if eta > 0 and float(sch.sigma(s)) > 0:
-                x = x + c * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            x = x - zeta * grad
+            x = ddim_step(field, x, t, s, eps, x0, eta, generator) - zeta * grad
     return x.detach()
 
 

@@ -34,14 +34,10 @@ def coefficients(schedule: Schedule, t, x: torch.Tensor):
     return tuple(expand(fn(t), x) for fn in (schedule.alpha, schedule.sigma, schedule.d_alpha, schedule.d_sigma))
 
 
-def to_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
-    r"""Convert a prediction of kind ``kind`` at :math:`(x_t, t)` to :math:`\hat\epsilon`."""
-    _check_kind(kind)
-    if pred.shape != x.shape:
-        raise ValueError(f"prediction of shape {tuple(pred.shape)} for x of shape {tuple(x.shape)}")
+def _to_eps(pred, kind, x, coef):
     if kind == "eps":
         return pred
-    a, s, da, ds = coefficients(schedule, t, x)
+    a, s, da, ds = coef
     if kind == "x0":
         return (x - a * pred) / s
     if kind == "score":
@@ -49,14 +45,10 @@ def to_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule
     return (a * pred - da * x) / (a * ds - da * s)
 
 
-def from_eps(eps: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
-    r"""Convert :math:`\hat\epsilon` at :math:`(x_t, t)` to a prediction of kind ``kind``."""
-    _check_kind(kind)
-    if eps.shape != x.shape:
-        raise ValueError(f"eps of shape {tuple(eps.shape)} for x of shape {tuple(x.shape)}")
+def _from_eps(eps, kind, x, coef):
     if kind == "eps":
         return eps
-    a, s, da, ds = coefficients(schedule, t, x)
+    a, s, da, ds = coef
     if kind == "x0":
         return (x - s * eps) / a
     if kind == "score":
@@ -64,18 +56,42 @@ def from_eps(eps: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedul
     return (da * x + (a * ds - da * s) * eps) / a
 
 
+def _check_shape(pred: torch.Tensor, x: torch.Tensor, what: str) -> None:
+    if pred.shape != x.shape:
+        raise ValueError(f"{what} of shape {tuple(pred.shape)} for x of shape {tuple(x.shape)}")
+
+
+def to_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    r"""Convert a prediction of kind ``kind`` at :math:`(x_t, t)` to :math:`\hat\epsilon`."""
+    _check_kind(kind)
+    _check_shape(pred, x, "prediction")
+    return pred if kind == "eps" else _to_eps(pred, kind, x, coefficients(schedule, t, x))
+
+
+def from_eps(eps: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
+    r"""Convert :math:`\hat\epsilon` at :math:`(x_t, t)` to a prediction of kind ``kind``."""
+    _check_kind(kind)
+    _check_shape(eps, x, "eps")
+    return eps if kind == "eps" else _from_eps(eps, kind, x, coefficients(schedule, t, x))
+
+
 def convert(pred: torch.Tensor, src: str, dst: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
-    """Convert a prediction between any two of ``eps``, ``x0``, ``score`` and ``v`` (finite at alpha = 0 for v <-> x0)."""
+    """Convert a prediction between any two of ``eps``, ``x0``, ``score`` and ``v`` (finite at alpha = 0 for v <-> x0).
+
+    The schedule's coefficients are evaluated once per call.
+    """
     _check_kind(src)
     _check_kind(dst)
+    _check_shape(pred, x, "prediction")
     if src == dst:
         return pred
+    coef = coefficients(schedule, t, x)
     if {src, dst} == {"v", "x0"}:
-        a, s, da, ds = coefficients(schedule, t, x)
+        a, s, da, ds = coef
         if src == "v":
             return (ds * x - s * pred) / (a * ds - s * da)
         return da * pred + ds * (x - a * pred) / s
-    return from_eps(to_eps(pred, src, x, t, schedule), dst, x, t, schedule)
+    return _from_eps(_to_eps(pred, src, x, coef), dst, x, coef)
 
 
 def tweedie(x: torch.Tensor, score: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:

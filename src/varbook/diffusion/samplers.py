@@ -64,26 +64,45 @@ def sample_ddpm(field: Field, x: torch.Tensor, ts, generator: torch.Generator | 
     return x
 
 
+def ddim_step(
+    field: Field,
+    x: torch.Tensor,
+    t,
+    s,
+    eps: torch.Tensor,
+    x0: torch.Tensor,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""One DDIM step from :math:`t` to :math:`s < t` given :math:`(\hat\epsilon, \hat x_0)` at :math:`(x, t)`:
+    :math:`x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\epsilon + c z` with :math:`c = \eta\cdot` (posterior std).
+
+    Noise is drawn only where it enters (:math:`\eta > 0` and :math:`\sigma_s > 0`).
+    """
+    sch = field.schedule
+    a_s, s_s = sch.alpha(s).to(x), sch.sigma(s).to(x)
+    if eta == 0:
+        return a_s * x0 + s_s * eps
+    c = eta * posterior(sch, t, s, x, x0)[1]
+    out = a_s * x0 + (s_s**2 - c**2).clamp(min=0).sqrt() * eps
+    if float(s_s) > 0:
+        out = out + c * _noise(x, generator)
+    return out
+
+
 def sample_ddim(
     field: Field, x: torch.Tensor, ts, eta: float = 0.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    r"""DDIM: :math:`x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\epsilon + c z`, :math:`c = \eta\cdot` (posterior std).
+    r"""DDIM :cite:`song2021denoising`: :func:`ddim_step` along the grid.
 
     :math:`\eta = 0` is deterministic; :math:`\eta = 1` is :func:`sample_ddpm` in distribution.
     """
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
     ts = _grid(ts)
-    sch = field.schedule
     for t, s in zip(ts[:-1], ts[1:], strict=True):
         eps, x0 = field.eps_x0(x, t)
-        a_s, s_s = sch.alpha(s), sch.sigma(s)
-        if eta > 0:
-            _, std = posterior(sch, t, s, x, x0)
-            c = eta * std
-            x = a_s.to(x) * x0 + (s_s.to(x) ** 2 - c**2).clamp(min=0).sqrt() * eps + c * _noise(x, generator)
-        else:
-            x = a_s.to(x) * x0 + s_s.to(x) * eps
+        x = ddim_step(field, x, t, s, eps, x0, eta, generator)
     return x
 
 

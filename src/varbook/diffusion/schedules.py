@@ -18,16 +18,15 @@ import math
 import torch
 
 
-def _as_time(t, like: torch.Tensor | None = None) -> torch.Tensor:
+def _as_time(t, like: torch.Tensor | None = None, ends: str = "0 = data, 1 = noise") -> torch.Tensor:
+    """``t`` as a tensor (float64, or the dtype and device of ``like``), checked to lie in [0, 1]."""
     t = torch.as_tensor(t, dtype=torch.float64 if like is None else like.dtype)
     if like is not None:
         t = t.to(like.device)
     if torch.isnan(t).any():
         raise ValueError("time contains NaN")
     if (t < 0).any() or (t > 1).any():
-        raise ValueError(
-            f"time must lie in [0, 1] (0 = data, 1 = noise), got values in [{float(t.min())}, {float(t.max())}]"
-        )
+        raise ValueError(f"time must lie in [0, 1] ({ends}), got values in [{float(t.min())}, {float(t.max())}]")
     return t
 
 

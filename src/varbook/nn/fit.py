@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..runtime import descend, progress
+from .mlp import MLP
 
 
 def train_steps(
@@ -62,10 +64,6 @@ def fit_classifier(
     The chapters use it as a fixed judge of generated images: its accuracy on samples and the
     Fréchet distance of its last hidden layer (:meth:`~varbook.nn.MLP.features`).
     """
-    from torch.nn import functional as F
-
-    from .mlp import MLP
-
     if x.dim() != 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(f"need flat inputs (N, d) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
     model = MLP(x.shape[1], list(hidden), int(y.max()) + 1).to(x.device)

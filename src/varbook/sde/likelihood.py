@@ -35,6 +35,24 @@ def divergence(
     return total / probes
 
 
+def augmented_drift(
+    drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    probes: int = 0,
+    generator: torch.Generator | None = None,
+):
+    r"""The drift of the state :math:`(x, \ell)` with :math:`\dot\ell = \nabla\cdot b(x, t)`, as a function ``(state, t)``
+    for any ODE solver; ``probes`` as in :func:`divergence`."""
+
+    def augmented(state, t):
+        with torch.enable_grad():
+            y = state[:, :-1].detach().requires_grad_(True)
+            fy = drift(y, t)
+            div = divergence(fy, y, probes, generator)
+        return torch.cat([fy.detach(), div.detach()[:, None]], 1)
+
+    return augmented
+
+
 def ode_log_likelihood(
     drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -51,14 +69,6 @@ def ode_log_likelihood(
     """
     if method not in ("euler", "heun"):
         raise ValueError(f"unknown method {method!r}: use 'euler' or 'heun'")
-
-    def augmented(state, t):
-        with torch.enable_grad():
-            y = state[:, :-1].detach().requires_grad_(True)
-            fy = drift(y, t)
-            div = divergence(fy, y, probes, generator)
-        return torch.cat([fy.detach(), div.detach()[:, None]], 1)
-
     start = torch.cat([x, torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1)
-    end = (solvers.heun if method == "heun" else solvers.euler)(augmented, start, ts)
+    end = (solvers.heun if method == "heun" else solvers.euler)(augmented_drift(drift, probes, generator), start, ts)
     return base_log_prob(end[:, :-1]) + end[:, -1]
