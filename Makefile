@@ -10,12 +10,14 @@ JOBS   ?= 1
 STAMP  := $(VENV)/.installed-stamp
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup book chapter test lint pairing unit chapters site browser clean
+.PHONY: help setup book chapter test lint format typecheck pairing unit chapters site browser new-chapter clean
 
 help:
 	@echo "make book [PROFILE=smoke|full]           execute every chapter and build _build/html"
 	@echo "make chapter SLUG=<slug> [PROFILE=] [SEED=]  execute one chapter into _build/executed"
-	@echo "make test                                 lint, pairing, unit tests, chapters, site, browser"
+	@echo "make test                                 lint, types, pairing, unit tests and doctests, chapters, site, browser"
+	@echo "make format                               fix what ruff can fix in src, tests and the chapters"
+	@echo "make new-chapter PART=<part> SLUG=<slug>  scaffold a chapter, its notebook, test and TOC entry"
 	@echo "make clean                                remove _build"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -33,17 +35,29 @@ chapter: $(STAMP)
 	@test -n "$(SLUG)" || { echo "usage: make chapter SLUG=<slug> [PROFILE=smoke|full] [SEED=0]"; $(BIN)/python -m varbook.book list; exit 2; }
 	$(BIN)/python -m varbook.book run --only $(SLUG) --profile $(PROFILE) --seed $(SEED)
 
-test: lint pairing unit chapters site browser
+test: lint typecheck pairing unit chapters site browser
 
+# Chapters are linted through their paired notebooks (same code cells as the .md), with book/ruff.toml.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests book
+	$(BIN)/ruff format --check src tests book
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+	@for md in $$($(BIN)/python -m varbook.book list --paths); do \
+	  $(BIN)/jupytext --quiet --sync --pipe "$(BIN)/ruff check --fix-only --exit-zero --quiet --config book/ruff.toml -" $$md && \
+	  $(BIN)/jupytext --quiet --sync --pipe "$(BIN)/ruff format --quiet --config book/ruff.toml -" $$md || exit 1; \
+	done
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src/varbook
 
 pairing: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_pairing.py
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests --ignore=tests/site --ignore=tests/test_pairing.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests src/varbook --doctest-modules --ignore=tests/site --ignore=tests/test_pairing.py
 
 chapters: $(STAMP)
 	$(BIN)/python -m varbook.book run --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS)
@@ -53,6 +67,10 @@ site: $(STAMP)
 
 browser: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
+
+new-chapter: $(STAMP)
+	@test -n "$(PART)" -a -n "$(SLUG)" || { echo "usage: make new-chapter PART=<part> SLUG=<slug>"; exit 2; }
+	$(BIN)/python -m varbook.book new $(PART) $(SLUG)
 
 clean:
 	rm -rf _build

@@ -21,6 +21,21 @@ PROFILES = ("smoke", "full")
 """The allowed profiles: ``smoke`` (CPU, at most 90 s) and ``full`` (one GPU, at most 5 minutes)."""
 
 
+def check_choice(what: str, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise a :class:`ValueError` naming them.
+
+    >>> check_choice("sampler", "ddim", ("ddpm", "ddim"))
+    'ddim'
+    >>> check_choice("sampler", "euler", ("ddpm", "ddim"))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown sampler 'euler': use one of ddpm, ddim
+    """
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: use one of {', '.join(map(str, choices))}")
+    return value
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss becomes NaN or infinite."""
 

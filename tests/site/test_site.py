@@ -42,7 +42,7 @@ def _need(condition: bool, why: str):
 
 def toc_pages() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return book._toc_files(toc)
+    return book.toc_files(toc)
 
 
 CHAPTER_PAGES = {c.docname for c in book.chapters(ROOT)}

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from varbook.claims import ClaimFailed, Report, summarise
+from varbook.book import ClaimFailed, Report, summarise
 
 
 def make(profile="smoke"):

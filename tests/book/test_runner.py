@@ -1,6 +1,7 @@
 import pytest
 
 from varbook import book
+from varbook.book import __main__ as cli
 
 
 def test_chapters_come_from_the_toc():
@@ -14,12 +15,12 @@ def test_chapters_come_from_the_toc():
 def test_unknown_chapter_is_a_clear_error(capsys):
     with pytest.raises(book.UnknownChapter, match="unknown chapter 'nope'.*straight_through"):
         book.select(["nope"])
-    assert book.main(["run", "--only", "nope"]) == 2
+    assert cli.main(["run", "--only", "nope"]) == 2
     assert "unknown chapter 'nope'" in capsys.readouterr().err
 
 
 def test_unknown_profile_in_the_runner(capsys):
-    assert book.main(["run", "--profile", "fast", "--only", "straight_through"]) == 2
+    assert cli.main(["run", "--profile", "fast", "--only", "straight_through"]) == 2
     assert "unknown profile" in capsys.readouterr().err
 
 

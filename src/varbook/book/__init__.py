@@ -1,0 +1,80 @@
+"""The book around the library: claims tables, chapter execution, the site and its dashboard.
+
+* :mod:`varbook.book.claims`: the :class:`Report` every chapter ends with, and its claims;
+* :mod:`varbook.book.runner`: the chapters of the table of contents, executed with papermill;
+* :mod:`varbook.book.dashboard` and :mod:`varbook.book.site`: the reproducibility page and the
+  HTML build;
+* :mod:`varbook.book.style`: the measures of a chapter's shape (code share, largest cell);
+* :mod:`varbook.book.scaffold`: a new chapter from the template;
+* ``python -m varbook.book``: the command line (:mod:`varbook.book.__main__`).
+
+A chapter starts with :func:`start`, which validates its parameters, seeds everything, prints
+what it runs on, and returns what the chapter needs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .. import runtime
+from .claims import Claim, ClaimFailed, Report, load_specs, summarise, verdict_html
+from .dashboard import dashboard, load_records
+from .runner import (
+    Chapter,
+    Outcome,
+    UnknownChapter,
+    chapters,
+    collapse_carriage_returns,
+    execute,
+    project_root,
+    select,
+    toc_files,
+)
+from .site import build_site, stage
+
+
+class Start(NamedTuple):
+    """What :func:`start` returns to a chapter."""
+
+    profile: str
+    device: torch.device
+    generator: torch.Generator
+    report: Report
+
+
+def start(slug: str, profile: str | None = None, seed: int = 0, device: str | None = None) -> Start:
+    """Begin a chapter run: validate ``profile`` and ``seed``, seed everything, print the device.
+
+    Returns the profile, the device, a CPU generator seeded with ``seed`` and the chapter's
+    :class:`Report` (whose wall time starts now).
+    """
+    profile, seed, dev = runtime.setup(profile, seed, device)
+    generator = torch.Generator().manual_seed(seed)
+    return Start(profile, dev, generator, Report(slug, profile, seed, dev))
+
+
+__all__ = [
+    "Chapter",
+    "Claim",
+    "ClaimFailed",
+    "Outcome",
+    "Report",
+    "Start",
+    "UnknownChapter",
+    "build_site",
+    "chapters",
+    "collapse_carriage_returns",
+    "dashboard",
+    "execute",
+    "load_records",
+    "load_specs",
+    "project_root",
+    "select",
+    "stage",
+    "start",
+    "summarise",
+    "toc_files",
+    "verdict_html",
+]

@@ -1,0 +1,65 @@
+"""Command line of the book: ``python -m varbook.book``.
+
+* ``list``: the chapters of the table of contents;
+* ``run [--profile P] [--seed S] [--only SLUG ...] [--jobs J]``: execute chapters into
+  ``_build/executed/<profile>/`` (tracked files are never modified). A failing chapter is
+  reported with its traceback; the others still run and keep their results; the exit status is
+  non-zero if any failed;
+* ``site [--profile P]``: stage the executed notebooks with the book's pages into
+  ``_build/site`` and build HTML into ``_build/html`` with Sphinx warnings as errors;
+* ``book``: ``run`` then ``site``; prints the path of ``index.html``;
+* ``new PART SLUG``: scaffold a chapter from the template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from .runner import UnknownChapter, chapters, execute
+from .site import build_site
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m varbook.book", description=(__doc__ or "").split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list the chapters")
+    p.add_argument("--paths", action="store_true", help="print only the chapters' source paths")
+    for name in ("run", "book"):
+        p = sub.add_parser(name, help="execute chapters" + (" and build the site" if name == "book" else ""))
+        p.add_argument("--profile", default=None)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--only", nargs="*", default=None, metavar="SLUG")
+        p.add_argument("--jobs", type=int, default=int(os.environ.get("VARBOOK_JOBS", "1")))
+    p = sub.add_parser("site", help="build the site from executed chapters")
+    p.add_argument("--profile", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for c in chapters():
+                print(c.source if args.paths else f"{c.slug:<28} {c.source}")
+            return 0
+        if args.command in ("run", "book"):
+            start = time.perf_counter()
+            outcomes = execute(args.only, args.profile, args.seed, args.jobs)
+            failed = [o for o in outcomes if not o.ok]
+            if args.command == "book":
+                index = build_site(args.profile)
+                print(f"site built in {time.perf_counter() - start:.0f} s: {index}")
+            return 1 if failed else 0
+        index = build_site(args.profile)
+        print(f"site: {index}")
+        return 0
+    except (UnknownChapter, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        print(f"error: the site build failed ({exc.returncode}); see the Sphinx messages above", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

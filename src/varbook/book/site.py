@@ -1,0 +1,87 @@
+"""Stage the executed chapters with the book's pages and build the HTML site with Sphinx."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..runtime import resolve_profile
+from .dashboard import dashboard, load_records
+from .runner import chapters, project_root
+
+DASHBOARD_MARKER = "<!-- varbook:dashboard -->"
+
+
+def stage(profile: str, root: Path | None = None) -> Path:
+    """Assemble ``_build/site``: the book's pages, the executed chapters in place of their sources, the dashboard."""
+    root = root or project_root()
+    site = root / "_build" / "site"
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(root / name, site / name)
+    chapter_sources = {c.source for c in chapters(root)}
+    for path in sorted((root / "book").rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or rel.with_suffix(".md") in chapter_sources or ".ipynb_checkpoints" in rel.parts:
+            continue
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, site / rel)
+    missing = []
+    for src in sorted(chapter_sources):
+        executed = root / "_build" / "executed" / profile / src.with_suffix(".ipynb")
+        if executed.exists():
+            shutil.copy2(executed, site / src.with_suffix(".ipynb"))
+        else:
+            missing.append(src.stem)
+    if missing:
+        raise FileNotFoundError(
+            f"chapter(s) not executed in the {profile} profile: {', '.join(missing)}; run them first"
+        )
+    (site / "src").symlink_to(root / "src", target_is_directory=True)
+    repro = site / "book" / "reproducibility.md"
+    text = repro.read_text(encoding="utf-8")
+    if DASHBOARD_MARKER not in text:
+        raise ValueError(f"book/reproducibility.md lacks the marker {DASHBOARD_MARKER}")
+    repro.write_text(text.replace(DASHBOARD_MARKER, dashboard(load_records(root))), encoding="utf-8")
+    return site
+
+
+def build_site(profile: str | None = None, root: Path | None = None) -> Path:
+    """Stage and build the HTML site into ``_build/html`` with warnings as errors; return ``index.html``."""
+    root = root or project_root()
+    profile = resolve_profile(profile)
+    site = stage(profile, root)
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    subprocess.run([jb, "config", "sphinx", str(site)], check=True, stdout=subprocess.DEVNULL)
+    with open(site / "conf.py", "a", encoding="utf-8") as conf:
+        # Thebe (live code through a remote kernel) needs the network, and sphinx-thebe 0.3 declares
+        # its script twice under sphinx-book-theme 1.3, a JavaScript error on every page.
+        conf.write('\nextensions = [e for e in extensions if e != "sphinx_thebe"]\n')
+    html_dir = root / "_build" / "html"
+    if html_dir.exists():
+        shutil.rmtree(html_dir)
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-W",
+        "--keep-going",
+        "-a",
+        "-E",
+        "-q",
+        "-d",
+        str(root / "_build" / "doctrees"),
+        str(site),
+        str(html_dir),
+    ]
+    subprocess.run(cmd, check=True)
+    index = html_dir / "index.html"
+    if not index.exists():
+        raise FileNotFoundError(f"the site build wrote no {index}")
+    return index
