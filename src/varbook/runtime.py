@@ -105,6 +105,29 @@ def descend(
     optimizer.step()
 
 
+class History(dict[str, list[float]]):
+    """What every training loop returns: one list of logged values per quantity, in logging order.
+
+    The training-loop contract of the library: a loop steps through :func:`descend`, takes
+    ``desc`` (a progress-bar label; ``None`` means silent) and returns a :class:`History`.
+
+    >>> h = History()
+    >>> h.log(loss=2.0, accuracy=0.5)
+    >>> h.log(loss=1.0)
+    >>> h["loss"], h.last("loss")
+    ([2.0, 1.0], 1.0)
+    """
+
+    def log(self, **values: float | torch.Tensor) -> None:
+        """Append one value to each named quantity."""
+        for name, value in values.items():
+            self.setdefault(name, []).append(float(value))
+
+    def last(self, name: str) -> float:
+        """The latest value of ``name``."""
+        return self[name][-1]
+
+
 def peak_memory_bytes(dev: torch.device | None = None) -> int:
     """Peak memory of this process: CUDA max allocated on a GPU, peak resident set size on CPU."""
     dev = dev or device()
