@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from varbook.book import ClaimFailed, Report, summarise
+from varbook.book import ClaimFailed, Report, load_specs, summarise
+from varbook.book.claims import tally
 
 
 def make(profile="smoke"):
@@ -68,3 +69,74 @@ def test_skip_marks_claims_not_run_and_refuses_asserted_ones(tmp_path):
         r.skip("core", "no", tier="robust")
     r.finish(tmp_path)
     assert summarise([r.record()])["full"] == {"holds": 0, "total": 0}
+
+
+def test_control_that_passes_means_the_claim_cannot_discriminate(tmp_path):
+    r = make()
+    good = r.check("bias", 0.5, "<", 3.0, tier="robust", control=10.0)
+    assert good.holds and good.discriminates is True and good.verdict(True) == "holds"
+    bad = r.check("weak", 0.5, "<", 3.0, tier="robust", control=[1.0, 2.0])
+    assert bad.holds and bad.discriminates is False and bad.verdict(True) == "cannot discriminate"
+    assert "cannot discriminate" in r.to_html()
+    with pytest.raises(ClaimFailed, match="weak.*control passes"):
+        r.finish(tmp_path)
+    rec = json.loads((tmp_path / "smoke" / "demo.json").read_text())
+    assert rec["claims"][0]["control"] == 10.0 and rec["claims"][0]["control_holds"] is False
+    assert rec["claims"][1]["control"] == [1.0, 2.0] and rec["claims"][1]["verdict"] == "cannot discriminate"
+
+
+def test_exploratory_control_that_passes_is_reported_not_raised(tmp_path):
+    r = make()
+    c = r.check("loose", 0.5, "<", 3.0, tier="exploratory", control=1.0)
+    assert c.verdict(False) == "cannot discriminate"
+    r.finish(tmp_path)  # not asserted: reported only
+
+
+def test_sanity_checks_never_count_as_reproduced(tmp_path):
+    r = make()
+    r.check("identity", 1e-12, "<", 1e-9, tier="robust", kind="sanity")
+    r.check("claim", 1.0, "<", 2.0, tier="robust", control=5.0)
+    r.check_true("ordered", True, tier="robust", control_holds=False)
+    counts = tally(r.record()["claims"])
+    assert counts == {"reproduced": 2, "controlled": 2, "sanity": 1, "not reproduced": 0, "not run": 0}
+    assert summarise([r.record()])["sanity"] == {"holds": 1, "total": 1}
+    assert summarise([r.record()])["robust"] == {"holds": 2, "total": 2}
+    r.check("broken identity", 1.0, "<", 1e-9, tier="exploratory", kind="sanity")
+    with pytest.raises(ClaimFailed, match="broken identity"):  # a sanity check is always asserted
+        r.finish(tmp_path)
+
+
+def test_claims_by_key_from_a_specs_file(tmp_path):
+    specs = tmp_path / "demo.claims.yml"
+    specs.write_text(
+        "fast:\n  statement: 'ratio at rate {rate}'\n  tier: robust\n  op: '>='\n  threshold: 2\n"
+        "  paper: '3x'\n  source: Table 1\n"
+        "order:\n  statement: ordered\n  tier: exploratory\n  comparison: increasing\n"
+    )
+    r = Report("demo", "smoke", 0, torch.device("cpu"), specs=load_specs(specs))
+    c = r.check("fast", 2.5, fmt={"rate": 0.1})
+    assert c.statement == "ratio at rate 0.1" and c.comparison == ">= 2" and c.holds and c.key == "fast"
+    assert c.paper == "3x" and c.source == "Table 1"
+    assert not r.check("fast", 2.5, threshold=3.0, fmt={"rate": 0.2}).holds  # a threshold computed at run time
+    assert r.check_true("order", False).comparison == "increasing"
+    with pytest.raises(ValueError, match="no tier"):
+        r.check("unknown key", 1.0, "<", 2.0)
+    specs.write_text("bad:\n  statement: s\n  tier: sometimes\n")
+    with pytest.raises(ValueError, match="unknown tier"):
+        load_specs(specs)
+    specs.write_text("bad:\n  statement: s\n  tier: robust\n  treshold: 1\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        load_specs(specs)
+
+
+def test_dashboard_counts_reproduced_controls_and_sanity():
+    from varbook.book import dashboard
+
+    r = make()
+    r.check("claim", 1.0, "<", 2.0, tier="robust", control=5.0)
+    r.check("identity", 0.0, "<=", 0.0, tier="robust", kind="sanity")
+    r.skip("later", "full profile only", tier="full")
+    rec = r.record() | {"origin": "this build"}
+    page = dashboard([rec])
+    assert "1 claims reproduced" in page and "1 of them with a negative control" in page
+    assert "1 sanity checks" in page and "1 not run" in page and "sanity check" in page

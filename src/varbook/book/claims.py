@@ -450,3 +450,29 @@ def summarise(records: Sequence[dict]) -> dict:
             out[group][0] += c["holds"] is True and c.get("control_holds") is not True
             out[group][1] += 1
     return {t: {"holds": h, "total": n} for t, (h, n) in out.items()}
+
+
+TALLY = ("reproduced", "controlled", "sanity", "not reproduced", "not run")
+"""The columns of a chapter's tally: claims that hold (and, among them, those whose negative control
+failed as it should), sanity checks, claims that do not hold (or cannot discriminate), claims not run."""
+
+
+def tally(claims: Sequence[dict]) -> dict[str, int]:
+    """Count a record's claims (dicts as in :meth:`Report.record`) by :data:`TALLY`.
+
+    >>> tally([{"holds": True, "kind": "claim", "control_holds": False},
+    ...        {"holds": True, "kind": "sanity"}, {"holds": None}, {"holds": True, "control_holds": True}])
+    {'reproduced': 1, 'controlled': 1, 'sanity': 1, 'not reproduced': 1, 'not run': 1}
+    """
+    out = dict.fromkeys(TALLY, 0)
+    for c in claims:
+        if c.get("holds") is None:
+            out["not run"] += 1
+        elif c.get("kind", "claim") == "sanity":
+            out["sanity"] += 1
+        elif c["holds"] and c.get("control_holds") is not True:
+            out["reproduced"] += 1
+            out["controlled"] += c.get("control_holds") is False
+        else:
+            out["not reproduced"] += 1
+    return out

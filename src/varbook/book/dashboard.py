@@ -8,7 +8,7 @@ import json
 import platform
 from pathlib import Path
 
-from .claims import verdict_html
+from .claims import tally, verdict_html
 
 
 def load_records(root: Path) -> list[dict]:
@@ -44,11 +44,16 @@ def dashboard(records: list[dict]) -> str:
     """HTML tables (embedded in MyST) of claims, chapter runs and the environment."""
     if not records:
         return "*No chapter has been executed in this build yet.*\n"
-    n_hold = sum(c["holds"] is True for r in records for c in r["claims"])
-    n_all = sum(c["holds"] is not None for r in records for c in r["claims"])
-    n_fail = sum(c["holds"] is not True and bool(c.get("asserted")) for r in records for c in r["claims"])
+    totals = tally([c for r in records for c in r["claims"]])
+    n_fail = sum(
+        bool(c.get("asserted")) and (c["holds"] is not True or c.get("control_holds") is True)
+        for r in records
+        for c in r["claims"]
+    )
     parts = [
-        f"**{n_hold} of {n_all} claims hold** across {len(records)} chapter run(s); {n_fail} asserted claim(s) fail.\n"
+        f"**{totals['reproduced']} claims reproduced** ({totals['controlled']} of them with a negative control "
+        f"that fails as it should), {totals['sanity']} sanity checks, {totals['not reproduced']} not reproduced, "
+        f"{totals['not run']} not run, across {len(records)} chapter run(s); {n_fail} asserted row(s) fail.\n"
     ]
     parts.append("## Chapter runs\n")
     rows = []
@@ -65,7 +70,7 @@ def dashboard(records: list[dict]) -> str:
                 r.get("torch", "n/a"),
                 str(r.get("seed", "")),
                 r.get("date", "n/a")[:10],
-                f"{sum(c['holds'] is True for c in claims)} / {sum(c['holds'] is not None for c in claims)}",
+                *(str(n) for n in tally(claims).values()),
             ]
         )
     parts.append(
@@ -80,7 +85,11 @@ def dashboard(records: list[dict]) -> str:
                 "torch",
                 "seed",
                 "date",
-                "claims holding",
+                "reproduced",
+                "with failing control",
+                "sanity checks",
+                "not reproduced",
+                "not run here",
             ],
             rows,
             "varbook-runs",
@@ -97,18 +106,19 @@ def dashboard(records: list[dict]) -> str:
                 [
                     r["slug"],
                     r["profile"],
-                    c["tier"],
+                    "sanity check" if c.get("kind") == "sanity" else c["tier"],
                     c["statement"],
                     c.get("paper") or "—",
                     c.get("source", ""),
                     _fmt_value(c.get("ours")),
                     c.get("comparison", ""),
+                    "—" if c.get("control") is None else _fmt_value(c.get("control")),
                     mark,
                 ]
             )
     parts.append(
         _html_table(
-            ["chapter", "profile", "tier", "claim", "paper", "source", "ours", "test", "holds"],
+            ["chapter", "profile", "tier", "claim", "paper", "source", "ours", "test", "control", "holds"],
             rows,
             "varbook-dashboard",
             raw_last=True,
