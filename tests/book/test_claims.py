@@ -140,3 +140,12 @@ def test_dashboard_counts_reproduced_controls_and_sanity():
     page = dashboard([rec])
     assert "1 claims reproduced" in page and "1 of them with a negative control" in page
     assert "1 sanity checks" in page and "1 not run" in page and "sanity check" in page
+
+
+def test_a_missing_peer_skips_even_an_asserted_claim(tmp_path):
+    r = make()
+    c = r.skip("peer agrees", "pyro is not installed", tier="robust", missing_peer=True)
+    assert c.holds is None and "peer" in c.comparison
+    r.finish(tmp_path)  # not a failure: the reader lacks the peer
+    with pytest.raises(ValueError, match="cannot be skipped"):
+        r.skip("core", "no", tier="robust")

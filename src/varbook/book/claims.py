@@ -36,6 +36,7 @@ import math
 import operator
 import os
 import platform
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,10 @@ COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": oper
 """The comparison operators a threshold test can use."""
 SPEC_FIELDS = ("statement", "tier", "kind", "op", "threshold", "comparison", "paper", "source", "note")
 """The fields of one claim in a chapter's ``<slug>.claims.yml``."""
+
+
+LINE_WIDTH = 88
+"""Width of the printed verdict lines (the width of a code block on the book's pages)."""
 
 
 class ClaimFailed(AssertionError):
@@ -76,6 +81,9 @@ class Claim:
     kind: str = "claim"
     control: float | list[float] | None = None  # the wrong variant's value(s)
     control_holds: bool | None = None  # None: no control; True: the control passed (cannot discriminate)
+
+    def _ipython_display_(self) -> None:
+        """Show nothing when a notebook cell ends with a check: :meth:`Report.check` printed its line."""
 
     def ours_text(self) -> str:
         return _fmt(self.ours)
@@ -324,14 +332,20 @@ class Report:
         paper: str | None = None,
         source: str | None = None,
         fmt: dict | None = None,
+        missing_peer: bool = False,
     ) -> Claim:
-        """Record a claim whose experiment does not run in this profile (never for a claim asserted here)."""
+        """Record a claim whose experiment does not run in this profile (never for a claim asserted here).
+
+        ``missing_peer=True``: the experiment needs a peer library the reader lacks; the claim shows as
+        not run, even where it would be asserted, and the rest of the chapter runs.
+        """
         spec = self._spec(statement, fmt, tier=tier, paper=paper, source=source)
+        why = "not run: a peer library is missing" if missing_peer else "not run in this profile"
         claim = Claim(
-            spec["statement"], spec["tier"], None, "not run in this profile", None, spec.get("paper", ""),
+            spec["statement"], spec["tier"], None, why, None, spec.get("paper", ""),
             spec.get("source", "unverified"), reason, spec.get("key", ""), spec.get("kind", "claim"),
         )  # fmt: skip
-        if self.asserted(claim):
+        if self.asserted(claim) and not missing_peer:
             raise ValueError(f"a claim asserted in the {self.profile} profile cannot be skipped: {claim.statement}")
         return self._add(claim)
 
@@ -340,7 +354,7 @@ class Report:
         check_choice("kind", claim.kind, KINDS)
         self.claims.append(claim)
         if self.verbose:
-            print(claim.line(self.asserted(claim)))
+            print(textwrap.fill(claim.line(self.asserted(claim)), LINE_WIDTH, subsequent_indent=" " * 7))
         return claim
 
     def asserted(self, claim: Claim) -> bool:
@@ -349,7 +363,16 @@ class Report:
 
     def failures(self) -> list[Claim]:
         """Asserted claims that did not hold, or whose negative control passed."""
-        return [c for c in self.claims if self.asserted(c) and (c.holds is not True or c.control_holds is True)]
+        return [
+            c
+            for c in self.claims
+            if self.asserted(c)
+            and (
+                c.holds is False
+                or c.control_holds is True
+                or (c.holds is None and not c.comparison.endswith("missing"))
+            )
+        ]
 
     def to_html(self) -> str:
         head = ["claim", "tier", "paper", "source", "ours", "test", "control", "holds"]
@@ -383,7 +406,10 @@ class Report:
         )
 
     def to_text(self) -> str:
-        return "\n".join(c.line(self.asserted(c)) for c in self.claims)
+        """The table as text, one claim per (wrapped) line."""
+        return "\n".join(
+            textwrap.fill(c.line(self.asserted(c)), LINE_WIDTH, subsequent_indent=" " * 7) for c in self.claims
+        )
 
     def record(self, wall_seconds: float | None = None) -> dict:
         """The JSON record of this run."""
