@@ -36,6 +36,7 @@ import math
 import operator
 import os
 import platform
+import re
 import textwrap
 import time
 from collections.abc import Sequence
@@ -161,6 +162,24 @@ def verdict_html(holds: bool | None, asserted: bool, *, kind: str = "claim", con
     return f'<{tag} class="{cls}" style="color:{color}">{text}</{tag}>'
 
 
+def fill(text: str, values: dict | None) -> str:
+    """Fill the ``{name}`` and ``{name:spec}`` placeholders of ``text`` whose names are in ``values``.
+
+    Other braces (LaTeX, sets) are left alone.
+
+    >>> fill("rate {rate:.2f}, set {a, b}, {missing}", {"rate": 0.1})
+    'rate 0.10, set {a, b}, {missing}'
+    """
+    if not values:
+        return text
+
+    def one(match: re.Match) -> str:
+        name, spec = match.group(1), match.group(2) or ""
+        return format(values[name], spec) if name in values else match.group(0)
+
+    return re.sub(r"\{(\w+)(?::([^{}]*))?\}", one, text)
+
+
 def results_root() -> Path:
     """Where chapter records go: ``VARBOOK_RESULTS_DIR``, else ``_build/results`` of the enclosing project."""
     env = os.environ.get("VARBOOK_RESULTS_DIR")
@@ -238,7 +257,9 @@ class Report:
         else:
             spec["statement"] = name
         spec.update({k: v for k, v in given.items() if v is not None})
-        spec["statement"] = str(spec["statement"]).format(**(fmt or {}))
+        spec["statement"] = fill(str(spec["statement"]), fmt)
+        if spec.get("note"):
+            spec["note"] = fill(str(spec["note"]), fmt)
         if "tier" not in spec:
             raise ValueError(f"claim {name!r} has no tier: give one, or add it to {self.slug}.claims.yml")
         return spec
