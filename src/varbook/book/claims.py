@@ -165,19 +165,21 @@ def verdict_html(holds: bool | None, asserted: bool, *, kind: str = "claim", con
 def fill(text: str, values: dict | None) -> str:
     """Fill the ``{name}`` and ``{name:spec}`` placeholders of ``text`` whose names are in ``values``.
 
-    Other braces (LaTeX, sets) are left alone.
+    ``{{`` and ``}}`` stand for literal braces, as in :meth:`str.format`; other braces (LaTeX, sets)
+    are left alone.
 
-    >>> fill("rate {rate:.2f}, set {a, b}, {missing}", {"rate": 0.1})
-    'rate 0.10, set {a, b}, {missing}'
+    >>> fill("rate {rate:.2f}, H in {{0.2, 0.3}}, set {a, b}, {missing}", {"rate": 0.1})
+    'rate 0.10, H in {0.2, 0.3}, set {a, b}, {missing}'
     """
-    if not values:
-        return text
+    values = values or {}
 
     def one(match: re.Match) -> str:
+        if match.group(0) in ("{{", "}}"):
+            return match.group(0)[0]
         name, spec = match.group(1), match.group(2) or ""
         return format(values[name], spec) if name in values else match.group(0)
 
-    return re.sub(r"\{(\w+)(?::([^{}]*))?\}", one, text)
+    return re.sub(r"\{\{|\}\}|\{(\w+)(?::([^{}]*))?\}", one, text)
 
 
 def results_root() -> Path:
