@@ -75,3 +75,57 @@ def test_progress_in_batch_mode_prints_only_start_and_end(monkeypatch, capsys):
 def test_device_name_and_peak_memory():
     assert runtime.device_name("cpu").startswith("CPU")
     assert runtime.peak_memory_bytes(torch.device("cpu")) > 0
+
+
+def _pair(seed=0):
+    return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_draws_on_cpu_are_the_plain_torch_stream(dtype):
+    g1, g2 = _pair()
+    assert torch.equal(runtime.randn(3, 4, generator=g1, dtype=dtype), torch.randn(3, 4, generator=g2, dtype=dtype))
+    assert torch.equal(runtime.randn((5,), generator=g1, dtype=dtype), torch.randn(5, generator=g2, dtype=dtype))
+    assert torch.equal(runtime.rand(7, generator=g1, dtype=dtype), torch.rand(7, generator=g2, dtype=dtype))
+    assert torch.equal(runtime.randint(0, 5, (6,), generator=g1), torch.randint(0, 5, (6,), generator=g2))
+    assert torch.equal(runtime.randperm(9, generator=g1), torch.randperm(9, generator=g2))
+    p = torch.linspace(0.05, 0.95, 11, dtype=dtype)
+    assert torch.equal(runtime.bernoulli(p, g1), torch.bernoulli(p, generator=g2))
+    w = torch.tensor([0.2, 0.5, 0.3], dtype=dtype)
+    assert torch.equal(runtime.multinomial(w, 8, True, g1), torch.multinomial(w, 8, True, generator=g2))
+    x = torch.zeros(4, 3, dtype=dtype)
+    assert torch.equal(runtime.randn_like(x, g1), torch.randn(x.shape, generator=g2, dtype=dtype))
+    assert torch.equal(runtime.rand_like(x, g1), torch.rand(x.shape, generator=g2, dtype=dtype))
+    # the state of both generators advanced identically
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_draws_without_generator_follow_the_global_stream():
+    x = torch.zeros(5, 2, dtype=torch.float64)
+    torch.manual_seed(1)
+    a = runtime.randn_like(x), runtime.rand_like(x), runtime.randint(0, 3, (4,)), runtime.randperm(6)
+    torch.manual_seed(1)
+    b = torch.randn_like(x), torch.rand_like(x), torch.randint(0, 3, (4,)), torch.randperm(6)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_cpu_generator_draws_on_its_device_then_moves():
+    """A CPU generator with tensors elsewhere: the draw happens on the CPU, the result lands on ``device``.
+
+    Without a GPU, the ``meta`` device stands in for it: the CPU generator must advance exactly as a
+    CPU draw would, and the result must land on ``meta``.
+    """
+    g1, g2 = _pair()
+    out = runtime.randn(3, generator=g1, device="meta")
+    assert out.device.type == "meta" and out.shape == (3,)
+    torch.randn(3, generator=g2)
+    assert torch.equal(g1.get_state(), g2.get_state())  # the CPU generator did the drawing
+    meta = torch.empty(2, 2, device="meta")
+    assert runtime.randn_like(meta, g1).device.type == "meta"
+    assert runtime.rand_like(meta, g1).device.type == "meta"
+    assert runtime.randint(0, 4, (3,), g1, device="meta").device.type == "meta"
+    assert runtime.randperm(5, g1, device="meta").device.type == "meta"
+    assert runtime.draw_device(g1, "meta") == torch.device("cpu")
+    assert runtime.draw_device(None, "meta") == torch.device("meta")
+    cpu = runtime.randn(2, generator=g1, device="cpu")
+    assert cpu.device.type == "cpu"

@@ -197,3 +197,109 @@ def setup(profile: str | None, seed: int, dev: str | None = None) -> tuple[str, 
     threads = f", {torch.get_num_threads()} torch threads" if dev_.type == "cpu" else ""
     print(f"device: {device_name(dev_)}{threads} | profile: {profile} | seed: {seed} | torch {torch.__version__}")
     return profile, seed, dev_
+
+
+# -------------------------------------------------------------------------------------------------
+# Random draws: the one helper every noisy function of the library draws through.
+#
+# A ``torch.Generator`` lives on one device, and torch refuses to draw with a CPU generator into a
+# GPU tensor. These helpers draw on the generator's device (so a CPU generator gives the same numbers
+# whatever the compute device), then move the result to ``device``. With ``generator=None`` they
+# draw from torch's global generator directly on ``device``. On the CPU each returns exactly what the
+# plain torch call returns (the same stream, bit for bit).
+# -------------------------------------------------------------------------------------------------
+
+DeviceLike = torch.device | str | None
+"""A device, its name, or ``None`` (where the result was drawn)."""
+
+
+def _size(size: tuple) -> tuple[int, ...]:
+    """Accept ``f(2, 3)`` as well as ``f((2, 3))`` or ``f(torch.Size([2, 3]))``."""
+    if len(size) == 1 and isinstance(size[0], tuple | list | torch.Size):
+        return tuple(size[0])
+    return tuple(size)
+
+
+def draw_device(generator: torch.Generator | None, device: DeviceLike = None) -> torch.device | None:
+    """Where a draw happens: on the generator's device when there is one, else on ``device``.
+
+    >>> draw_device(torch.Generator(), "meta")
+    device(type='cpu')
+    >>> draw_device(None, "meta")
+    device(type='meta')
+    """
+    if generator is not None:
+        return generator.device
+    return None if device is None else torch.device(device)
+
+
+def _to(x: torch.Tensor, device: DeviceLike) -> torch.Tensor:
+    return x if device is None else x.to(device)
+
+
+def randn(
+    *size, generator: torch.Generator | None = None, device: DeviceLike = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    r"""Standard normal draws of shape ``size``, from ``generator`` on its device, returned on ``device``.
+
+    ``device=None`` leaves the result where it was drawn. On the CPU this is ``torch.randn``:
+
+    >>> g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    >>> torch.equal(randn(2, 3, generator=g1), torch.randn(2, 3, generator=g2))
+    True
+    """
+    out = torch.randn(_size(size), generator=generator, dtype=dtype, device=draw_device(generator, device))
+    return _to(out, device)
+
+
+def rand(
+    *size, generator: torch.Generator | None = None, device: DeviceLike = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Uniform draws on :math:`[0, 1)` of shape ``size``; devices as in :func:`randn`."""
+    out = torch.rand(_size(size), generator=generator, dtype=dtype, device=draw_device(generator, device))
+    return _to(out, device)
+
+
+def randint(
+    low: int,
+    high: int,
+    size: tuple[int, ...] | torch.Size,
+    generator: torch.Generator | None = None,
+    device: DeviceLike = None,
+    dtype: torch.dtype = torch.int64,
+) -> torch.Tensor:
+    """Integers drawn uniformly from ``[low, high)``, of shape ``size``; devices as in :func:`randn`."""
+    out = torch.randint(low, high, tuple(size), generator=generator, dtype=dtype, device=draw_device(generator, device))
+    return _to(out, device)
+
+
+def randperm(
+    n: int, generator: torch.Generator | None = None, device: DeviceLike = None, dtype: torch.dtype = torch.int64
+) -> torch.Tensor:
+    """A random permutation of ``0 .. n - 1``; devices as in :func:`randn`."""
+    out = torch.randperm(n, generator=generator, dtype=dtype, device=draw_device(generator, device))
+    return _to(out, device)
+
+
+def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws of :math:`\\mathrm{Bern}(p)` elementwise, on ``p``'s device and with ``p``'s dtype."""
+    out = torch.bernoulli(_to(p, draw_device(generator, p.device)), generator=generator)
+    return out.to(p.device)
+
+
+def multinomial(
+    probs: torch.Tensor, num_samples: int, replacement: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Category indices drawn with weights ``probs`` (rows of a matrix, or one vector), on ``probs``' device."""
+    src = _to(probs, draw_device(generator, probs.device))
+    return torch.multinomial(src, num_samples, replacement, generator=generator).to(probs.device)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`randn` with the shape, dtype and device of ``x`` (``torch.randn_like`` on the CPU)."""
+    return randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def rand_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`rand` with the shape, dtype and device of ``x`` (``torch.rand_like`` on the CPU)."""
+    return rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -20,7 +20,7 @@ from varbook.bayes import (
     training_flops,
 )
 from varbook.data import Split
-from varbook.runtime import NonFiniteLossError
+from varbook.runtime import History, NonFiniteLossError
 
 
 def tiny(seed=0):
@@ -135,3 +135,38 @@ def test_nan_loss_stops_training():
     data.x_train[0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError):
         train_bnn(BayesMLP([10, 4, 2]), data, epochs=1, batch_size=150)
+
+
+def test_train_bnn_follows_the_training_loop_contract():
+    torch.manual_seed(0)
+    model = BayesMLP([10, 12, 2])
+    layers = mean_field_layers(model)
+    random_masks(layers, 0.5, torch.Generator().manual_seed(0))
+    sched = DropGrowScheduler(layers, 0.5, delta_t=2, t_end=8)
+    run = train_bnn(model, tiny(), epochs=3, batch_size=32, scheduler=sched, generator=torch.Generator().manual_seed(0))
+    assert isinstance(run, History) and set(run) == {"loss", "test_accuracy"}
+    assert len(run["loss"]) == 3 and run.last("loss") == run["loss"][-1]
+    assert run.steps == 3 * 5 and run.update_steps == 3  # t = 2, 4, 6 (t_end = 8)
+    assert [h["t"] for h in sched.history] == [2, 4, 6] and len(run.mask_snapshots) == 3
+
+
+def test_update_iterations_replace_the_optimiser_step():
+    # one batch per epoch: t = 0 is an SGD step, t = 1 an update step that moves no weight (alpha = 0);
+    # the means must end where a single SGD step leaves them
+    data = tiny()
+    data = Split(data.x_train[:32], data.y_train[:32], data.x_test, data.y_test, (2, 5), n_classes=2)
+
+    def fit(epochs, with_update):
+        torch.manual_seed(0)
+        model = BayesMLP([10, 2])
+        layers = mean_field_layers(model)
+        random_masks(layers, 0.5, torch.Generator().manual_seed(0))
+        sched = DropGrowScheduler(layers, 0.5, delta_t=1, t_end=2, alpha=0.0) if with_update else None
+        run = train_bnn(model, data, epochs=epochs, batch_size=32, lr=0.05, scheduler=sched)
+        return layers[0].mu.detach(), run
+
+    mu_update, run = fit(2, True)
+    mu_single, _ = fit(1, False)
+    mu_two, _ = fit(2, False)
+    assert run.update_steps == 1 and run.steps == 2
+    assert torch.equal(mu_update, mu_single) and not torch.equal(mu_update, mu_two)

@@ -1,16 +1,27 @@
+import math
+
 import pytest
 import torch
 
+from varbook.data import Split
 from varbook.diffusion import DiscreteVP, Field, GaussianMixture, sample_ddim
 from varbook.diffusion.inverse import (
+    ORDERS,
+    WEIGHTINGS,
+    compare_restorations,
     dps,
+    lam_sweep,
+    learned_prior_comparison,
     noisy_measurements,
     red_diff,
+    red_diff_ablation,
     red_diff_gradient,
     red_diff_weight,
     step_indices,
+    step_times,
+    steps_sweep,
 )
-from varbook.imaging import Inpainting, SuperResolution
+from varbook.imaging import Inpainting, SuperResolution, psnr
 
 
 def test_step_indices():
@@ -103,3 +114,89 @@ def test_bad_input():
         red_diff(Zero(), SuperResolution(4, 2), torch.zeros(1, 4), lam=-1.0)
     with pytest.raises(ValueError, match="shape"):
         red_diff(Zero(), SuperResolution(4, 2), torch.zeros(1, 5))
+
+
+def _small_problem(seed=4, n=6):
+    g = torch.Generator().manual_seed(seed)
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 16), (0.5 * torch.eye(16) + 0.3)[None])
+    op = Inpainting.random(4, 0.5, g)
+    x = prior.sample(n, g)
+    y = noisy_measurements(op, x, 0.05, g)
+    return prior, prior.field(DiscreteVP()), op, x, y
+
+
+def test_compare_restorations_draws_in_order_and_picks_the_best_step_size():
+    prior, field, op, x, y = _small_problem()
+    zetas = (0.05, 0.5, 2.0)
+    res = compare_restorations(
+        field, op, y, x, prior.posterior_mean(op.matrix(), y, 0.05), n_steps=10, zetas=zetas,
+        generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(5)  # the same draws by hand: RED-diff, then DPS at each step size
+    red = red_diff(field, op, y, 10, generator=g)
+    runs = {z: dps(field, op, y, 10, zeta=z, generator=g) for z in zetas}
+    torch.testing.assert_close(res.images["RED-diff"], red)
+    torch.testing.assert_close(res.images["DPS (best ζ)"], runs[res.best_zeta])
+    dps_psnr = {z: float(psnr(v, x).mean()) for z, v in runs.items()}
+    assert res.best_zeta == max(dps_psnr, key=dps_psnr.get)
+    assert list(res.scores)[:3] == [f"DPS ζ={z}" for z in zetas]
+    assert res.scores["DPS (best ζ)"] == res.scores[f"DPS ζ={res.best_zeta}"]
+    assert res.gap("RED-diff", "zero-fill (A⁺y)") == pytest.approx(
+        res.scores["RED-diff"]["PSNR"] - float(psnr(op.pseudo_inverse(y), x).mean())
+    )
+    assert res.gap("posterior mean (exact)", "RED-diff") > 0  # the exact posterior mean is the best in mean square
+    assert set(res.ms_per_image) == {"RED-diff", "DPS"} and min(res.ms_per_image.values()) > 0
+
+
+def test_ablation_and_sweeps_are_runs_of_red_diff_and_dps():
+    _, field, op, x, y = _small_problem()
+    abl = red_diff_ablation(field, op, y, x, n_steps=10, generator=torch.Generator().manual_seed(6))
+    assert list(abl) == [f"order: {o}" for o in ORDERS] + [f"weighting: {w}" for w in WEIGHTINGS if w != "linear"]
+    first = red_diff(field, op, y, 10, generator=torch.Generator().manual_seed(6))  # the first run: the defaults
+    assert abl["order: descending"] == pytest.approx(float(psnr(first, x).mean()))
+    lams = lam_sweep(field, op, y, x, [0.0, 0.25], n_steps=10, generator=torch.Generator().manual_seed(7))
+    no_prior = red_diff(field, op, y, 10, lam=0.0, generator=torch.Generator().manual_seed(7))
+    assert list(lams) == [0.0, 0.25] and lams[0.0] == pytest.approx(float(psnr(no_prior, x).mean()))
+    rows = steps_sweep(field, op, y, x, [5, 10], zeta=0.5, generator=torch.Generator().manual_seed(8))
+    assert [r["steps"] for r in rows] == [5, 10] and set(rows[0]) == {"steps", "RED-diff", "DPS ζ=0.5"}
+    g = torch.Generator().manual_seed(8)
+    red5 = red_diff(field, op, y, 5, generator=g)
+    dps5 = dps(field, op, y, 5, zeta=0.5, generator=g)
+    assert rows[0]["RED-diff"] == pytest.approx(float(psnr(red5, x).mean()))
+    assert rows[0]["DPS ζ=0.5"] == pytest.approx(float(psnr(dps5, x).mean()))
+
+
+def test_step_times():
+    _, field, op, _, y = _small_problem()
+    timing = step_times(field, op, y, n_steps=5, generator=torch.Generator().manual_seed(0), warmup=1)
+    assert set(timing) == {"RED-diff", "DPS"} and min(timing.values()) > 0
+
+
+def test_learned_prior_comparison_runs_at_toy_scale():
+    g = torch.Generator().manual_seed(0)
+    digits = torch.rand(32, 64, generator=g) * 2 - 1
+    op = Inpainting.random(8, 0.5, g)
+    x = torch.rand(3, 64, generator=g) * 2 - 1
+    y = noisy_measurements(op, x, 0.05, g)
+    mnist = Split(torch.rand(8, 784, generator=g), torch.zeros(8, dtype=torch.long),
+                  torch.rand(4, 784, generator=g), torch.zeros(4, dtype=torch.long), (28, 28))  # fmt: skip
+    out = learned_prior_comparison(
+        digits, op, y, x, DiscreteVP(), g, mnist=mnist, mnist_test=2, n_steps=2, zetas=(0.1, 0.5),
+        mlp_steps=2, unet_steps=2, unet_base=8,
+    )  # fmt: skip
+    assert set(out.mlp) == {"RED-diff", "RED-diff, random order", "DPS (best ζ)"}
+    assert list(out.unet_gaps) == ["inpainting 50 %", "super-resolution 4×", "Gaussian blur σ=2"]
+    assert len(out.rows) == 3 + 3 * 3
+    assert all(math.isfinite(r["PSNR"]) for r in out.rows)
+
+
+def test_a_progress_label_does_not_change_the_run(capsys):
+    _, field, op, _, y = _small_problem()
+    silent = red_diff(field, op, y, 5, generator=torch.Generator().manual_seed(9))
+    shown = red_diff(field, op, y, 5, generator=torch.Generator().manual_seed(9), desc="RED-diff")
+    torch.testing.assert_close(silent, shown)
+    a = dps(field, op, y, 5, generator=torch.Generator().manual_seed(9))
+    b = dps(field, op, y, 5, generator=torch.Generator().manual_seed(9), desc="DPS")
+    torch.testing.assert_close(a, b)
+    printed = capsys.readouterr()
+    assert "RED-diff" in printed.out + printed.err  # the bar is drawn only when labelled

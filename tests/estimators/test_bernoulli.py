@@ -8,11 +8,14 @@ from varbook.estimators import (
     BinaryStochastic,
     QuadraticToy,
     bonferroni_z,
+    concrete_samples,
     exact_gradient,
     exact_sts_gradient,
     gradient_samples,
     gradient_stats,
     reinforce_moments,
+    sample_estimators,
+    st_depth_cosines,
 )
 from varbook.estimators.bernoulli import (
     bernoulli_log_prob,
@@ -173,3 +176,70 @@ def test_binary_stack_exact_loss_against_brute_force():
     assert est.shape == (100, 2) and stack.exact_gradient().shape == (2,)
     with pytest.raises(ValueError):
         stack.gradient_samples(10, "reinforce", g)
+
+
+def test_sample_estimators_draws_in_order_like_separate_calls(problem):
+    toy, a, _ = problem
+    specs = {"plain": ("reinforce", None), "with b": ("reinforce", 3.0), "ST": ("st_sigmoid", None)}
+    together = sample_estimators(specs, a, toy, 50, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    for label, (name, baseline) in specs.items():
+        assert torch.equal(together[label], gradient_samples(name, a, toy, 50, g, baseline=baseline))
+    assert list(together) == list(specs)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5, 2.0])
+def test_concrete_samples_match_torch_relaxed_bernoulli(problem, tau):
+    toy, a, _ = problem
+    torch.manual_seed(3)
+    logits = a.expand(40, -1).clone().requires_grad_(True)
+    h = torch.distributions.RelaxedBernoulli(torch.tensor(tau, dtype=D), logits=logits).rsample()
+    (expected,) = torch.autograd.grad(toy(h).sum(), logits)
+    torch.manual_seed(3)
+    assert torch.equal(concrete_samples(a, toy, tau, 40), expected)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(concrete_samples(a, toy, tau, 40, g1), concrete_samples(a, toy, tau, 40, g2))
+
+
+def test_concrete_bias_vanishes_at_low_temperature(problem):
+    toy, a, g = problem
+    exact = exact_gradient(a, toy)
+    bias = [float(gradient_stats(concrete_samples(a, toy, tau, 20000, g), exact).bias.norm()) for tau in (0.05, 2.0)]
+    assert bias[0] < 0.5 * bias[1]
+
+
+def test_st_depth_cosines_shapes_and_reproducibility():
+    out = st_depth_cosines([1, 2], n_stacks=3, seed=0, n_samples=200)
+    assert list(out) == ["st_sigmoid", "st_id"] and all(len(v) == 2 for v in out.values())
+    assert all(-1 <= c <= 1 for v in out.values() for c in v)
+    assert st_depth_cosines([1, 2], n_stacks=3, seed=0, n_samples=200) == out
+    # one stack by hand: depth 2, the generator seeded with 1000 * seed + depth
+    g = torch.Generator().manual_seed(2)
+    stack = BinaryStack(4, 2, QuadraticToy(4, m=4, generator=g), generator=g)
+    cos = gradient_stats(stack.gradient_samples(200, "st_id", g), stack.exact_gradient()).cosine
+    assert st_depth_cosines([2], n_stacks=1, seed=0, estimators=("st_id",), n_samples=200)["st_id"] == [
+        pytest.approx(cos, abs=1e-6)
+    ]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_binary_stack_expected_estimate_is_the_monte_carlo_mean(depth):
+    g = torch.Generator().manual_seed(5)
+    stack = BinaryStack(3, depth, QuadraticToy(3, m=3, generator=g), generator=g)
+    assert torch.allclose(stack.expected_estimate("reinforce"), stack.exact_gradient(), atol=1e-12)
+    for variant in ("st_id", "st_sigmoid"):
+        samples = stack.gradient_samples(100_000, variant, g)
+        z = (samples.mean(0) - stack.expected_estimate(variant)) / (samples.std(0) / 100_000**0.5)
+        assert z.abs().max() < 4.5
+    with pytest.raises(ValueError):
+        stack.expected_estimate("sts")
+
+
+def test_st_depth_cosines_exact_expectation():
+    out = st_depth_cosines([1, 2, 3], n_stacks=20, seed=0, estimators=("st_id", "reinforce"), n_samples=None)
+    assert out["reinforce"] == [pytest.approx(1.0, abs=1e-6)] * 3  # the unbiased reference
+    assert all(c < 0.999 for c in out["st_id"])  # straight-through is biased
+    g = torch.Generator().manual_seed(2)
+    stack = BinaryStack(4, 2, QuadraticToy(4, m=4, generator=g), generator=g)
+    cos = float(torch.nn.functional.cosine_similarity(stack.expected_estimate("st_id"), stack.exact_gradient(), dim=0))
+    assert st_depth_cosines([2], 1, 0, ("st_id",), n_samples=None)["st_id"] == [pytest.approx(cos, abs=1e-6)]

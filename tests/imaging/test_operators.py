@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from varbook.imaging import GaussianBlur, Inpainting, SuperResolution, psnr, ssim
+from varbook.imaging import GaussianBlur, Inpainting, SuperResolution, psnr, quality, ssim
 
 OPS = [
     Inpainting.random(8, 0.5, torch.Generator().manual_seed(0)),
@@ -56,3 +56,14 @@ def test_bad_input():
         SuperResolution(8, 2)(torch.zeros(2, 63))
     with pytest.raises(ValueError, match="keeps no pixel"):
         Inpainting(torch.zeros(64, dtype=torch.bool))
+
+
+def test_quality_is_the_mean_psnr_and_ssim():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 64, dtype=torch.float64, generator=g) * 2 - 1
+    noisy = x + 0.1 * torch.randn(3, 64, dtype=torch.float64, generator=g)
+    q = quality(noisy, x)
+    assert set(q) == {"PSNR", "SSIM"}
+    assert q["PSNR"] == pytest.approx(float(psnr(noisy, x).mean()))
+    assert q["SSIM"] == pytest.approx(float(ssim(noisy, x).mean()))
+    assert quality(x, x)["SSIM"] == pytest.approx(1.0)

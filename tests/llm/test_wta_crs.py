@@ -7,10 +7,16 @@ from varbook.llm.wta_crs import (
     ApproxLinear,
     SavedBytes,
     approx_weight_grad,
+    batch_ratio_under_budget,
+    capture_linear_io,
     expected_error,
+    fine_tune,
+    monte_carlo_check,
     optimal_probabilities,
+    relative_errors,
     sample_rows,
     sample_size,
+    saved_bytes,
     set_sampler,
     winner_count,
 )
@@ -105,3 +111,106 @@ def test_approx_layer_backward_and_cache():
     with pytest.raises(ValueError):
         ApproxLinear(2, 2, sampler="magic")
     assert set(SAMPLERS) >= {"exact", "crs", "wta_crs"}
+
+
+def test_capture_linear_io_gives_the_weight_gradient():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(ApproxLinear(5, 4, sampler="exact"), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x = torch.randn(3, 7, 5)
+    X, GY = capture_linear_io(model[0], lambda: model(x).pow(2).sum())
+    assert X.shape == (21, 5) and GY.shape == (21, 4) and X.dtype == F64
+    assert torch.allclose(GY.T @ X, model[0].weight.grad.double(), atol=1e-5)
+    assert not model[0]._forward_hooks  # the hook is removed
+
+
+def test_relative_errors_rows():
+    x, gy = heavy_rows()
+    rows = relative_errors(x, gy, ["crs", "wta_crs", "topk"], [0.2, 0.5])
+    assert [(r["ratio"], r["sampler"]) for r in rows][:3] == [(0.2, "crs"), (0.2, "wta_crs"), (0.2, "topk")]
+    k = sample_size(60, 0.5)
+    assert rows[3]["oracle norms"] == pytest.approx(expected_error(x, gy, k, "crs") / (gy.T @ x).pow(2).sum())
+    p_x = optimal_probabilities(x)
+    assert rows[4]["input norms only"] == pytest.approx(
+        expected_error(x, gy, k, "wta_crs", p_x) / (gy.T @ x).pow(2).sum()
+    )
+
+
+def test_monte_carlo_check_on_unbiased_and_biased_samplers():
+    x, gy = heavy_rows()
+    k = sample_size(60, 0.3)
+    crs = monte_carlo_check(x, gy, k, "crs", 3000, generator=torch.Generator().manual_seed(0))
+    assert crs["entries within 3 s.e."] >= 0.95 and crs["MC error / closed form"] == pytest.approx(1, abs=0.15)
+    # uniform sampling with the oracle's name: the closed form still applies (it ignores p)
+    uni = monte_carlo_check(x, gy, k, "uniform", 3000, generator=torch.Generator().manual_seed(0))
+    assert uni["MC error / closed form"] == pytest.approx(1, abs=0.15)
+
+
+def test_saved_bytes_restores_the_samplers():
+    model = torch.nn.Sequential(ApproxLinear(8, 4, bias=False, sampler="exact"), ApproxLinear(4, 2, sampler="crs"))
+    x = torch.randn(100, 8, requires_grad=True)
+    exact = saved_bytes(model, "exact", 1.0, x)
+    sampled = saved_bytes(model, "wta_crs", 0.3, x)
+    assert sampled < exact and exact >= 100 * 8 * 4
+    assert [(m.sampler, m.ratio) for m in model] == [("exact", 0.3), ("crs", 0.3)]
+
+
+def test_fine_tune_history_and_cache():
+    from varbook.llm.charlm import LineTask
+
+    torch.manual_seed(0)
+    tokens = torch.randint(2, 6, (12, 5))
+    task = LineTask(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens[:, 0] % 2, torch.arange(12), ["a", "b"])
+
+    class Bag(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(6, 8)
+            self.out = ApproxLinear(8, 2, sampler="crs", ratio=0.5)
+
+        def forward(self, tokens, mask):
+            return self.out(self.embed(tokens)).mean(1)
+
+    model = Bag()
+    history = fine_tune(model, task, 5, batch_size=4, lr=1e-2, generator=torch.Generator().manual_seed(0))
+    assert len(history["loss"]) == 5 and model.out.example_ids is None
+    assert model.out._cache and set(model.out._cache) <= set(range(12))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="measures CUDA memory")
+def test_batch_ratio_under_budget_on_a_gpu():
+    from varbook.llm.charlm import LineClassifier, LineTask
+    from varbook.llm.wta_crs import approx_linear_factory
+    from varbook.nn.transformer import TinyTransformer
+
+    tokens = torch.randint(2, 20, (64, 32))
+    task = LineTask(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens[:, 0] % 4, torch.arange(64), list("abcd"))
+
+    def make():
+        backbone = TinyTransformer(20, 32, 1, 4, max_len=32, linear_factory=approx_linear_factory("exact", 0.3))
+        return LineClassifier(backbone, 32, 4).cuda()
+
+    out = batch_ratio_under_budget(make, task, batches=(64, 256))
+    assert out["batch ratio"] > 1 and out["MiB per line, exact"] > out["MiB per line, wta_crs@0.3"] > 0
+
+
+def test_batch_ratio_under_budget_needs_cuda():
+    with pytest.raises(ValueError, match="CUDA"):
+        batch_ratio_under_budget(lambda: ApproxLinear(2, 2), None)
+
+
+def test_fine_tune_samplers_is_reproducible_and_leaves_the_backbone_alone():
+    from varbook.llm.charlm import LineTask
+    from varbook.llm.wta_crs import approx_linear_factory, fine_tune_samplers
+    from varbook.nn.transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    tokens = torch.randint(2, 12, (24, 10))
+    task = LineTask(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens[:, 0] % 2, torch.arange(24), ["a", "b"])
+    train, test = task.holdout(8)
+    backbone = TinyTransformer(12, 16, 1, 2, max_len=10, linear_factory=approx_linear_factory("exact", 0.3))
+    before = [p.clone() for p in backbone.parameters()]
+    out = fine_tune_samplers(backbone, train, test, ["exact", "wta_crs"], steps=3, seed=1)
+    again = fine_tune_samplers(backbone, train, test, ["wta_crs"], steps=3, seed=1)
+    assert list(out) == ["exact", "wta_crs"] and all(0 <= acc <= 1 and ms > 0 for acc, ms in out.values())
+    assert again["wta_crs"][0] == out["wta_crs"][0]
+    assert all(torch.equal(p, q) for p, q in zip(before, backbone.parameters(), strict=True))

@@ -3,8 +3,8 @@ import torch
 
 from varbook.data import Split
 from varbook.estimators import PerUnitOptimalBaseline
-from varbook.nn import MLP, GatedMLP, evaluate_gated, train_gated
-from varbook.runtime import NonFiniteLossError
+from varbook.nn import MLP, GatedMLP, evaluate_gated, fit_gated, sweep_gated, train_gated
+from varbook.runtime import History, NonFiniteLossError
 
 
 def tiny_split(n=64, d=8, seed=0):
@@ -49,7 +49,8 @@ def test_training_runs_and_skipped_fraction_matches_gate_rate(estimator):
     hist = train_gated(
         m, split, epochs=2, batch_size=16, baseline=PerUnitOptimalBaseline() if estimator == "reinforce" else None
     )
-    assert len(hist["train_ce"]) == 2
+    assert isinstance(hist, History) and set(hist) == {"train_ce", "test_accuracy", "test_gate_rate"}
+    assert len(hist["train_ce"]) == 2 and hist.last("test_accuracy") == hist["test_accuracy"][-1]
     stats = evaluate_gated(m, split.x_test, split.y_test)
     assert 0 <= stats.accuracy <= 1
     assert stats.skipped_main == pytest.approx(1 - stats.gate_rate, abs=1e-12)
@@ -61,3 +62,64 @@ def test_nan_loss_stops_training():
     m = GatedMLP(8, 2, n_blocks=4, block_size=3, gater_hidden=5, estimator="st_sigmoid")
     with pytest.raises(NonFiniteLossError, match="training loss became nan"):
         train_gated(m, split, epochs=1, batch_size=48)
+
+
+def test_fit_gated_is_reproducible_and_uses_the_chapter_settings():
+    split = tiny_split()
+    kw = dict(target_rate=0.5, seed=3, n_blocks=4, block_size=3, gater_hidden=5, epochs=2, batch_size=16)
+    m1, h1 = fit_gated(split, "sts", **kw)
+    m2, h2 = fit_gated(split, "sts", **kw)
+    assert h1 == h2 and all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters(), strict=True))
+    assert m1.estimator == "sts" and m1.n_blocks == 4 and len(h1["train_ce"]) == 2
+    # the same as building and training by hand with the documented settings
+    torch.manual_seed(3)
+    m3 = GatedMLP(8, 2, 4, 3, 5, estimator="sts")
+    h3 = train_gated(
+        m3,
+        split,
+        epochs=2,
+        batch_size=16,
+        lr=0.1,
+        momentum=0.5,
+        target_rate=0.5,
+        sparsity_cost=0.1,
+        generator=torch.Generator().manual_seed(3),
+    )
+    assert h3 == h1
+
+
+def test_sweep_gated_rows_and_histories():
+    split = tiny_split()
+    estimators = {"ST": "st_sigmoid", "REINFORCE": "reinforce"}
+    rows, histories = sweep_gated(
+        split, estimators, [0.3, 0.6], [0, 1], n_blocks=4, block_size=3, gater_hidden=5, epochs=1, batch_size=16
+    )
+    assert len(rows) == 2 * (1 + 2 * 2)
+    assert [r["estimator"] for r in rows[:2]] == ["dense", "dense"] and rows[0]["target rate"] == 1.0
+    assert set(histories) == {(r["estimator"], r["target rate"], r["seed"]) for r in rows}
+    dense = [r for r in rows if r["estimator"] == "dense"]
+    assert all(r["gate rate"] == 1.0 and r["skipped MACs (main path)"] == 0.0 for r in dense)
+    _, again = fit_gated(
+        split, "st_sigmoid", target_rate=0.6, seed=1, n_blocks=4, block_size=3, gater_hidden=5, epochs=1, batch_size=16
+    )
+    assert histories[("ST", 0.6, 1)] == again
+
+
+def test_shuffled_gates_accuracy_and_classify():
+    split = tiny_split()
+    m = GatedMLP(8, 2, n_blocks=4, block_size=3, gater_hidden=5, estimator="st_sigmoid").eval()
+    logits, a = m(split.x_test)
+    assert torch.allclose(m.classify(split.x_test, m.gates(split.x_test, a)), logits)
+    stats = evaluate_gated(m, split.x_test, split.y_test)
+    assert 0 <= stats.accuracy_shuffled <= 1 and "accuracy, gates shuffled" in stats.as_row()
+    dense = GatedMLP(8, 2, n_blocks=4, block_size=3, estimator=None)
+    d = evaluate_gated(dense, split.x_test, split.y_test)
+    assert d.accuracy_shuffled == d.accuracy  # all gates are 1: shuffling changes nothing
+
+
+def test_fit_gated_sparsity_sign_mistake_turns_gates_on():
+    split = tiny_split()
+    kw = dict(target_rate=0.2, seed=0, n_blocks=4, block_size=3, gater_hidden=5, epochs=5, batch_size=16)
+    right = evaluate_gated(fit_gated(split, "st_sigmoid", **kw)[0], split.x_test, split.y_test)
+    wrong = evaluate_gated(fit_gated(split, "st_sigmoid", sparsity_cost=-0.1, **kw)[0], split.x_test, split.y_test)
+    assert wrong.gate_rate > right.gate_rate

@@ -14,7 +14,7 @@ from varbook.recsys import (
     log_likelihood,
     strong_generalization_split,
 )
-from varbook.runtime import NonFiniteLossError
+from varbook.runtime import History, NonFiniteLossError
 
 
 def test_multinomial_log_likelihood_against_direct_computation():
@@ -70,7 +70,10 @@ def test_models_train_and_score():
     torch.manual_seed(0)
     vae = MultVAE(60, hidden=(32,), latent=8)
     result = fit(vae, split.train, split.validation, epochs=3, batch_size=50, k=10)
-    assert len(result.history["val_ndcg"]) == 3 and result.users_per_second > 0
+    assert isinstance(result, History) and result.model is vae and result.users_per_second > 0
+    assert len(result["val_ndcg"]) == len(result["beta"]) == len(result["loss"]) == 3
+    assert result["val_ndcg"][result.best_epoch] == max(result["val_ndcg"])
+    assert float(evaluate(vae, split.validation, 10).mean()) == pytest.approx(max(result["val_ndcg"]))
     ndcg = evaluate(vae, split.test, 10)
     assert ndcg.shape == (50,) and (ndcg >= 0).all() and (ndcg <= 1).all()
     dae = MultDAE(60, hidden=(32, 8))
@@ -99,6 +102,8 @@ def test_nan_loss_stops_training():
         vae.decoder[0].weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError):
         fit(vae, split.train, split.validation, epochs=1, batch_size=50, k=5)
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        fit(vae, split.train, split.validation, epochs=0, batch_size=50, k=5)
 
 
 def test_ease_closed_form():

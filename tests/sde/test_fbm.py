@@ -3,6 +3,9 @@ import math
 import pytest
 import torch
 
+from varbook.nn import MLP
+from varbook.runtime import History
+from varbook.sde import fbm
 from varbook.sde.fbm import (
     approximation_error,
     brownian_increments,
@@ -16,6 +19,7 @@ from varbook.sde.fbm import (
     optimal_omega,
     riemann_liouville_paths,
     riemann_omega,
+    sample_fbm,
     simulate_ou,
     target_energy,
     v_h,
@@ -47,6 +51,23 @@ def test_shape_derivatives_against_finite_differences(a, x):
             - fn(torch.tensor(a - h, dtype=F64), torch.tensor(x, dtype=F64))
         ) / (2 * h)
         assert abs(float(aa.grad) - float(fd)) <= 1e-6 * (1 + abs(float(fd)))
+
+
+def test_without_shape_derivative_zeroes_only_the_derivative_in_a():
+    a = torch.tensor([0.8, 1.7], dtype=F64, requires_grad=True)
+    x = torch.tensor([0.5, 3.0], dtype=F64, requires_grad=True)
+    for fn in (gammainc, gammaincc_scaled):
+        (ga, gx) = torch.autograd.grad(fn(a, x).sum(), (a, x))
+        with fbm.without_shape_derivative():
+            value = fn(a, x)
+            (ga0, gx0) = torch.autograd.grad(value.sum(), (a, x))
+        torch.testing.assert_close(value, fn(a, x))
+        assert bool((ga != 0).all()) and bool((ga0 == 0).all())
+        torch.testing.assert_close(gx0, gx)
+    assert fbm._SHAPE_DERIVATIVE == [True]  # restored on leaving the block
+    with pytest.raises(RuntimeError), fbm.without_shape_derivative():
+        raise RuntimeError
+    assert fbm._SHAPE_DERIVATIVE == [True]  # ... also after an error
 
 
 def test_gamma_grid_and_v_h():
@@ -155,7 +176,7 @@ def test_control_cost_matches_a_girsanov_estimate():
     # K = 1, omega = 1, type II, sigma = 1: X = Y, prior dX = -g X dt + dW, posterior adds u = -0.8 X + 0.5
     g = torch.tensor([1.0], dtype=F64)
     ts = torch.linspace(0, 1, 101, dtype=F64)
-    ctrl = lambda t, x, y: -0.8 * x + 0.5  # noqa: E731
+    ctrl = lambda x, t, y: -0.8 * x + 0.5  # noqa: E731
     gen = torch.Generator().manual_seed(0)
     path, kl = fbm_sde_rollout(torch.zeros(5000, 1, dtype=F64), ts, torch.ones(1, dtype=F64), g,
                                lambda x, t: 0 * x, lambda x, t: torch.ones_like(x), ctrl, kind="II", generator=gen)  # fmt: skip
@@ -176,3 +197,152 @@ def test_bad_input():
         gammainc(torch.tensor(-1.0), torch.tensor(1.0))
     with pytest.raises(ValueError, match="increasing"):
         brownian_increments(torch.tensor([0.0, 0.0, 1.0]), 3)
+
+
+def test_rollout_calls_the_control_with_x_then_t_then_y():
+    seen = []
+
+    def control(x, t, y):
+        seen.append((tuple(x.shape), t.dim(), tuple(y.shape)))
+        return torch.zeros_like(x)
+
+    ts = torch.linspace(0, 1, 4, dtype=F64)
+    g = gamma_grid(3)
+    fbm_sde_rollout(torch.zeros(5, 2, dtype=F64), ts, torch.ones(3, dtype=F64), g, lambda x, t: 0 * x,
+                    lambda x, t: torch.ones_like(x), control, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert seen == [((5, 2), 0, (5, 2, 3))] * 3
+
+
+# ---- the chapter's experiments
+
+
+def test_error_sweep_rows():
+    rows = fbm.error_sweep((1.0, 2.0), (2, 4), (0.3, 0.7))
+    assert len(rows) == 8
+    assert [(r["T"], r["K"], r["H"]) for r in rows[:2]] == [(1.0, 2, 0.3), (1.0, 2, 0.7)]
+    g = gamma_grid(4)
+    expected = float(approximation_error(optimal_omega(0.7, g, 2.0, "II"), 0.7, g, 2.0, "II"))
+    assert rows[-1]["type II, optimal"] == expected
+    assert math.isnan(rows[-1]["type I, Riemann"]) and rows[-2]["type I, Riemann"] > rows[-2]["type I, optimal"]
+    assert "type I, type-II weights" not in rows[0]
+    controlled = fbm.error_sweep((2.0,), (4,), (0.3,), controls=True)[0]
+    w2 = optimal_omega(0.3, g, 2.0, "II")
+    assert controlled["type I, type-II weights"] == float(approximation_error(w2, 0.3, g, 2.0, "I"))
+    for kind in ("I", "II"):
+        off = optimal_omega(0.4, g, 2.0, kind)
+        assert controlled[f"type {kind}, weights for H + 0.1"] == float(approximation_error(off, 0.3, g, 2.0, kind))
+        assert controlled[f"type {kind}, weights for H + 0.1"] > controlled[f"type {kind}, optimal"]
+
+
+def test_sample_mafbm_is_the_composition_and_has_the_closed_form_variance():
+    g = gamma_grid(4, 10.0)
+    w = optimal_omega(0.4, g)
+    ts = torch.linspace(0, 1, 101, dtype=F64)
+    paths = fbm.sample_mafbm(w, g, ts, 4000, "I", torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    dW = brownian_increments(ts, 4000, gen)
+    torch.testing.assert_close(paths, mafbm_paths(w, simulate_ou(g, ts, dW, "I", gen), "I"), rtol=0, atol=0)
+    assert paths.shape == (101, 4000) and bool((paths[0] == 0).all())
+    closed = float(mafbm_covariance(w, g, ts[-1:])[0, 0])
+    assert abs(float(paths[-1].var()) - closed) < 4 * closed * math.sqrt(2 / 4000) + 0.02 * closed
+
+
+def test_simulated_error_is_close_to_the_closed_form():
+    g = gamma_grid(5, 20.0)
+    sim, closed = fbm.simulated_error(torch.tensor(0.7, dtype=F64), g, 1.0, 500, 500, torch.Generator().manual_seed(0))
+    w = optimal_omega(0.7, g, 1.0, "II")
+    assert closed == pytest.approx(float(approximation_error(w, 0.7, g, 1.0, "II") * target_energy(0.7, 1.0, "II")))
+    assert closed == fbm.closed_form_mse(w, 0.7, g, 1.0, "II")
+    assert 0.7 < sim / closed < 1.3
+    # without the shared Brownian motion the error is about Var B + Var B-hat, thousands of times the closed form
+    wrong, closed_again = fbm.simulated_error(0.7, g, 1.0, 500, 500, torch.Generator().manual_seed(0), independent=True)
+    assert closed_again == closed and wrong / closed > 100
+
+
+def test_variance_gap():
+    ts = torch.linspace(0.01, 1, 50, dtype=F64)
+    exact = fbm_covariance(ts, 0.3)
+    assert fbm.variance_gap(exact, exact, ts) == 0
+    assert fbm.variance_gap(1.1 * exact, exact, ts) == pytest.approx(0.1)
+
+
+def test_error_gradient_agrees_with_finite_differences():
+    row = fbm.error_gradient(0.35, gamma_grid(4), 1.5, "II")
+    assert (row["H"], row["type"], row["T"]) == (0.35, "II", 1.5)
+    assert row["relative difference"] < 1e-5
+    assert row["autograd"] == pytest.approx(row["finite difference"], rel=1e-5)
+    with fbm.without_shape_derivative():
+        wrong = fbm.error_gradient(0.35, gamma_grid(4), 1.5, "II")
+    assert wrong["finite difference"] == row["finite difference"] and wrong["relative difference"] > 1e-2
+
+
+def test_controls_start_at_zero_are_seeded_and_leave_the_global_generator_alone():
+    state = torch.get_rng_state()
+    a, b = fbm.BridgeControl(3, 8, seed=1), fbm.BridgeControl(3, 8, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    torch.manual_seed(1)
+    reference = MLP(6, [8, 8], 1, activation=torch.nn.Tanh)
+    assert torch.equal(a.net[0].weight, reference[0].weight)
+    x, y = torch.randn(4, 1), torch.randn(4, 1, 3)
+    assert torch.equal(a(x, torch.tensor(0.5, dtype=F64), y), torch.zeros(4, 1))
+
+
+def test_train_bridge_follows_the_contract_and_pulls_the_end_point_to_zero():
+    g = gamma_grid(3, 5.0)
+    ts = torch.linspace(0, 1, 11, dtype=F64)
+    w = fbm.unit_omega(torch.tensor(0.5, dtype=F64), g).float()
+    control = fbm.BridgeControl(3, 16, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    before = fbm.bridge_paths(control, w, g, ts, 1000, gen)
+    history = fbm.train_bridge(control, w, g, ts, 0.1, iters=30, lr=2e-2, batch=32, generator=gen)
+    assert isinstance(history, History) and len(history["loss"]) == 30
+    assert sum(history["loss"][-10:]) < 0.5 * sum(history["loss"][:10])
+    after = fbm.bridge_paths(control, w, g, ts, 1000, gen)
+    assert after.shape == (11, 1000) and bool((after[0] == 0).all())
+    assert float(after[-1].std()) < 0.5 * float(before[-1].std())
+
+
+def test_fbm_bridge_std_closed_forms():
+    ts = torch.tensor([0.25, 0.5, 1.0], dtype=F64)
+    # without the observation (infinite noise) the std is t^H; with an exact observation it vanishes at T
+    torch.testing.assert_close(fbm.fbm_bridge_std(0.3, ts, 1.0, 1e6), ts**0.3, rtol=1e-6, atol=1e-9)
+    assert float(fbm.fbm_bridge_std(0.3, ts, 1.0, 0.0)[-1]) < 1e-6
+    # Brownian bridge (H = 1/2, exact end point at T = 1): std sqrt(t (1 - t))
+    torch.testing.assert_close(fbm.fbm_bridge_std(0.5, ts[:2], 1.0, 0.0), (ts[:2] * (1 - ts[:2])).sqrt())
+
+
+def test_noisy_fbm():
+    ts = torch.linspace(0.1, 1, 10, dtype=F64)
+    clean = fbm.noisy_fbm(ts, 0.6, 5, 0.0, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(clean, sample_fbm(ts, 0.6, 5, torch.Generator().manual_seed(2)))
+    obs = fbm.noisy_fbm(ts, 0.6, 20000, 0.5, torch.Generator().manual_seed(2))
+    assert obs.shape == (20000, 10)
+    assert float(obs[:, -1].var()) == pytest.approx(1 + 0.25, rel=0.05)
+
+
+def test_fit_hurst_recovers_the_index():
+    ts = torch.linspace(0.05, 1, 20, dtype=F64)
+    g = gamma_grid(5, 20.0)
+    obs = fbm.noisy_fbm(ts, 0.7, 64, 0.05, torch.Generator().manual_seed(0))
+    history = fbm.fit_hurst(obs, ts, g, 0.05, iters=120)
+    assert set(history) == {"loss", "H", "scale"} and len(history["H"]) == 120
+    assert abs(history.last("H") - 0.7) < 0.1
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_observation_control_and_the_elbo_loop():
+    ts = torch.linspace(0, 1, 11, dtype=F64)
+    obs_idx = torch.tensor([5, 10])
+    obs = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    control = fbm.ObservationControl(obs, ts, obs_idx, K=3, hidden=8, seed=0)
+    assert control.next_obs.tolist() == [0] * 5 + [1] * 5
+    x, y = torch.zeros(2, 1), torch.zeros(2, 1, 3)
+    assert torch.equal(control(x, ts[0], y), torch.zeros(2, 1))
+    history = fbm.fit_hurst_elbo(control, gamma_grid(3), iters=3, generator=torch.Generator().manual_seed(0))
+    assert set(history) == {"loss", "H", "scale"} and len(history["loss"]) == 3
+    assert all(math.isfinite(v) for v in history["loss"])
+    learned = fbm.hurst_by_elbo((0.3, 0.7), gamma_grid(3), 2, n=4, steps=10, seed=0,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert set(learned) == {0.3, 0.7} and all(0 < v < 1 for v in learned.values())

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from varbook.sde import divergence, ode_log_likelihood
+from varbook.sde import divergence, likelihood_errors, ode_log_likelihood, ode_log_likelihood_dopri5
 
 
 def test_divergence_exact_and_hutchinson():
@@ -33,3 +33,24 @@ def test_bad_input():
         ode_log_likelihood(lambda y, t: y, torch.zeros(2, 2), torch.linspace(1, 0, 3), lambda y: y.sum(1), method="rk4")
     with pytest.raises(ValueError, match="same shape"):
         divergence(torch.zeros(2, 3), torch.zeros(2, 2))
+
+
+def test_dopri5_log_likelihood_of_a_linear_flow_and_the_solver_table():
+    # the flow of the test above, whose log-density at t = 1 is known in closed form
+    x = torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def log_prob(y, t):  # N(0, e^{-t} I)
+        var = torch.exp(-t)
+        return -0.5 * (y**2).sum(1) / var - torch.log(2 * math.pi * var)
+
+    def drift(y, t):
+        return -0.5 * y
+
+    exact = log_prob(x, torch.tensor(1.0, dtype=torch.float64))
+    logp = ode_log_likelihood_dopri5(drift, x, lambda y: log_prob(y, torch.tensor(0.0, dtype=torch.float64)))
+    torch.testing.assert_close(logp, exact, rtol=0, atol=1e-7)
+    rows = likelihood_errors(drift, log_prob, x, heun_steps=(5, 20))
+    assert list(rows) == ["dopri5 (tol 1e-8)", "ours, Heun 5 steps", "ours, Heun 20 steps"]
+    errors = [r["mean |log ρ error| (nats)"] for r in rows.values()]
+    assert errors[0] < 1e-7 and errors[2] < errors[1]  # Heun converges with the number of steps
+    assert all(r["seconds"] >= 0 for r in rows.values())

@@ -92,3 +92,15 @@ def test_log_mean_exp_and_bad_arguments():
         elbo(log_joint, guide, particles=0)
     with pytest.raises(ValueError, match="m must be"):
         marginal_sir(log_joint, prior_u, conditional, m=0)
+
+
+def test_leaving_u0_out_of_the_inner_estimate_breaks_the_bound():
+    """Without the generating u0, log q(z) is estimated too low and the objective rises above the HVI bound."""
+    torch.manual_seed(4)
+    with torch.no_grad():
+        right = estimate(marginal_sir(log_joint, prior_u, conditional, particles=20000))
+        wrong = estimate(marginal_sir(log_joint, prior_u, conditional, particles=20000, include_u0=False))
+        assert wrong.shape == right.shape
+        assert float(wrong.mean()) > float(right.mean()) + 5 * float(wrong.std()) / math.sqrt(20000)
+        wrong5 = estimate(marginal_sir(log_joint, prior_u, conditional, n=2, m=5, particles=7, include_u0=False))
+        assert wrong5.shape == (7,)

@@ -6,7 +6,7 @@ from torch import distributions as D
 
 from varbook.estimators import ConstantBaseline, EMABaseline, QuadraticToy, bonferroni_z, exact_gradient, gradient_stats
 from varbook.estimators.bernoulli import exact_expectation
-from varbook.runtime import NonFiniteLossError
+from varbook.runtime import History, NonFiniteLossError
 from varbook.vi import Strategy, estimate, maximise, reinforce
 
 F64 = torch.float64
@@ -157,6 +157,7 @@ def test_maximise_learns_a_gaussian_mean():
         return -((z - 3.0) ** 2)
 
     torch.manual_seed(5)
-    trace = maximise(program, [mu], 300, lr=0.05, record_every=50)
-    assert len(trace) == 6 and abs(float(mu.detach()) - 3.0) < 0.1
-    assert math.isfinite(trace[-1])
+    history = maximise(program, [mu], 300, lr=0.05, record_every=50)
+    assert isinstance(history, History) and history["step"] == [0, 50, 100, 150, 200, 250]
+    assert abs(float(mu.detach()) - 3.0) < 0.1
+    assert math.isfinite(history.last("objective")) and history["objective"][-1] > history["objective"][0]

@@ -14,21 +14,36 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import randn_like
 from ..vi.kl import gaussian_kl
 
 
 def inverse_softplus(x: torch.Tensor | float) -> torch.Tensor:
+    r""":math:`\rho = \log(e^{\sigma} - 1)`, the parameter whose softplus is :math:`\sigma > 0`.
+
+    >>> F.softplus(inverse_softplus(0.5))
+    tensor(0.5000)
+    """
     x = torch.as_tensor(x, dtype=torch.get_default_dtype())
     return x + torch.log(-torch.expm1(-x))
 
 
-class _MeanField(nn.Module):
-    """Shared parameters and KL of mean-field layers; subclasses define the linear map."""
+class MeanField(nn.Module):
+    """Shared parameters and KL of mean-field layers; subclasses define the linear map ``_map(x, w, b)``.
+
+    The base class of :class:`MeanFieldLinear` and :class:`MeanFieldConv2d`, and the type that
+    :func:`mean_field_layers` collects. Pre-activation noise is drawn from ``generator`` (the argument
+    of :meth:`forward`, else the attribute ``self.generator``, which :func:`sampling` sets; ``None``:
+    torch's global generator).
+    """
+
+    mask: torch.Tensor  # a boolean buffer with the shape of the weights: True where a weight is active
 
     def __init__(
         self, weight_shape: tuple[int, ...], fan_in: int, out: int, prior_std: float, init_sigma: float, bias: bool
@@ -45,6 +60,7 @@ class _MeanField(nn.Module):
         self.force_sample = False
         self.keep_dense_grad = False
         self.weight_mean: torch.Tensor | None = None  # the masked mean of the last forward pass
+        self.generator: torch.Generator | None = None
 
     @property
     def sigma(self) -> torch.Tensor:
@@ -60,7 +76,7 @@ class _MeanField(nn.Module):
         sigma = F.softplus(self.rho)
         per_weight = gaussian_kl(self.mu.unsqueeze(-1), (2 * sigma.log()).unsqueeze(-1), 0.0, log_prior_var)
         total = (per_weight * self.mask).sum()
-        if self.bias_mu is not None:
+        if self.bias_mu is not None and self.bias_rho is not None:
             total = total + gaussian_kl(self.bias_mu, 2 * F.softplus(self.bias_rho).log(), 0.0, log_prior_var)
         return total
 
@@ -74,19 +90,20 @@ class _MeanField(nn.Module):
         b_var = F.softplus(self.bias_rho) ** 2 if self.bias_mu is not None else None
         return w_mean, w_var, b_mean, b_var
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         w_mean, w_var, b_mean, b_var = self._moments()
         mean = self._map(x, w_mean, b_mean)
         if not (self.training or self.force_sample):
             return mean
         var = self._map(x**2, w_var, b_var)
-        return mean + (var + 1e-8).sqrt() * torch.randn_like(mean)
+        noise = randn_like(mean, generator if generator is not None else self.generator)
+        return mean + (var + 1e-8).sqrt() * noise
 
     def _map(self, x, w, b):  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-class MeanFieldLinear(_MeanField):
+class MeanFieldLinear(MeanField):
     """A mean-field Gaussian ``Linear(in_features, out_features)`` with local reparameterisation and a mask."""
 
     def __init__(
@@ -103,7 +120,7 @@ class MeanFieldLinear(_MeanField):
         return self.active(), self.mu.numel()
 
 
-class MeanFieldConv2d(_MeanField):
+class MeanFieldConv2d(MeanField):
     """A mean-field Gaussian ``Conv2d`` (square kernel) with local reparameterisation and a mask."""
 
     def __init__(
@@ -125,8 +142,9 @@ class MeanFieldConv2d(_MeanField):
         return F.conv2d(x, w, b, stride=self.stride, padding=self.padding)
 
 
-def mean_field_layers(model: nn.Module) -> list[_MeanField]:
-    return [m for m in model.modules() if isinstance(m, _MeanField)]
+def mean_field_layers(model: nn.Module) -> list[MeanField]:
+    """Every :class:`MeanField` layer of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, MeanField)]
 
 
 def kl_divergence(model: nn.Module) -> torch.Tensor:
@@ -134,21 +152,26 @@ def kl_divergence(model: nn.Module) -> torch.Tensor:
     layers = mean_field_layers(model)
     if not layers:
         raise ValueError("the model has no mean-field layers")
-    return sum(layer.kl() for layer in layers)
+    return cast(torch.Tensor, sum(layer.kl() for layer in layers))
 
 
 @contextmanager
-def sampling(model: nn.Module, enabled: bool = True):
-    """Within the block, mean-field layers sample even in evaluation mode (for Monte Carlo predictions)."""
+def sampling(model: nn.Module, enabled: bool = True, generator: torch.Generator | None = None):
+    """Within the block, mean-field layers sample even in evaluation mode (for Monte Carlo predictions).
+
+    With a ``generator`` the layers draw their noise from it inside the block.
+    """
     layers = mean_field_layers(model)
-    before = [layer.force_sample for layer in layers]
+    before = [(layer.force_sample, layer.generator) for layer in layers]
     for layer in layers:
         layer.force_sample = enabled
+        if generator is not None:
+            layer.generator = generator
     try:
         yield model
     finally:
-        for layer, b in zip(layers, before, strict=True):
-            layer.force_sample = b
+        for layer, (force, gen) in zip(layers, before, strict=True):
+            layer.force_sample, layer.generator = force, gen
 
 
 class BayesMLP(nn.Sequential):

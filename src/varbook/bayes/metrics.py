@@ -7,6 +7,8 @@ confidence bins :math:`B_m`, :math:`\mathrm{ECE}=\sum_m\frac{|B_m|}{n}\,|\mathrm
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -14,16 +16,21 @@ from .layers import sampling
 
 
 @torch.no_grad()
-def mc_predict(model: nn.Module, x: torch.Tensor, n_samples: int = 10) -> torch.Tensor:
-    """Predictive class probabilities ``(N, C)`` averaged over ``n_samples`` weight samples (evaluation mode)."""
+def mc_predict(
+    model: nn.Module, x: torch.Tensor, n_samples: int = 10, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Predictive class probabilities ``(N, C)`` averaged over ``n_samples`` weight samples (evaluation mode).
+
+    ``generator`` draws the samples (``None``: torch's global generator); one sample is the mean network.
+    """
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     was = model.training
     model.eval()
-    with sampling(model, n_samples > 1):
+    with sampling(model, n_samples > 1, generator):
         probs = sum(torch.softmax(model(x), -1) for _ in range(n_samples)) / n_samples
     model.train(was)
-    return probs
+    return cast(torch.Tensor, probs)
 
 
 def _check(probs: torch.Tensor, y: torch.Tensor) -> None:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, minibatches
-from ..runtime import check_finite, progress
-from .layers import _MeanField, kl_divergence, mean_field_layers
+from ..runtime import History, check_choice, descend, progress, randperm
+from .layers import MeanField, kl_divergence, mean_field_layers
 from .metrics import accuracy, mc_predict
 
 
@@ -48,6 +49,7 @@ def drop_score(
     (folded normal); ``snr_mean_abs`` :math:`\mathbb E|\theta|/\mathrm{sd}|\theta|` (the paper's default);
     ``e_exp_mean_abs`` :math:`\mathbb E e^{\lambda|\theta|}`; ``snr_exp_mean_abs`` its signal-to-noise ratio.
     """
+    check_choice("drop criterion", criterion, CRITERIA)
     sigma = sigma.clamp_min(1e-12)
     if criterion == "mean":
         return mu.abs()
@@ -58,19 +60,17 @@ def drop_score(
         if criterion == "e_mean_abs":
             return m1
         return m1 / (mu**2 + sigma**2 - m1**2).clamp_min(1e-24).sqrt()
-    if criterion in ("e_exp_mean_abs", "snr_exp_mean_abs"):
-        m1 = _exp_abs_moment(mu, sigma, lam)
-        if criterion == "e_exp_mean_abs":
-            return m1
-        return m1 / (_exp_abs_moment(mu, sigma, 2 * lam) - m1**2).clamp_min(1e-24).sqrt()
-    raise ValueError(f"unknown drop criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+    m1 = _exp_abs_moment(mu, sigma, lam)  # e_exp_mean_abs or snr_exp_mean_abs
+    if criterion == "e_exp_mean_abs":
+        return m1
+    return m1 / (_exp_abs_moment(mu, sigma, 2 * lam) - m1**2).clamp_min(1e-24).sqrt()
 
 
 CRITERIA = ("mean", "snr", "e_mean_abs", "snr_mean_abs", "e_exp_mean_abs", "snr_exp_mean_abs")
 
 
 def random_masks(
-    layers: list[_MeanField], density: float, generator: torch.Generator | None = None, rescale: bool = True
+    layers: list[MeanField], density: float, generator: torch.Generator | None = None, rescale: bool = True
 ) -> None:
     r"""Give every layer a random mask with exactly ``round(density * size)`` active weights; zero the rest.
 
@@ -83,7 +83,7 @@ def random_masks(
     for layer in layers:
         n = layer.mu.numel()
         k = max(1, round(density * n))
-        idx = torch.randperm(n, generator=generator)[:k].to(layer.mask.device)
+        idx = randperm(n, generator=generator, device=layer.mask.device)[:k]
         mask = torch.zeros(n, dtype=torch.bool, device=layer.mask.device)
         mask[idx] = True
         layer.mask.copy_(mask.view_as(layer.mask))
@@ -100,7 +100,7 @@ class DropGrowScheduler:
     of the optimiser step.
     """
 
-    layers: list[_MeanField]
+    layers: list[MeanField]
     density: float
     delta_t: int
     t_end: int
@@ -109,8 +109,7 @@ class DropGrowScheduler:
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"unknown drop criterion {self.criterion!r}: use one of {', '.join(CRITERIA)}")
+        check_choice("drop criterion", self.criterion, CRITERIA)
         if self.delta_t < 1 or self.t_end < 1 or not 0 <= self.alpha < 1:
             raise ValueError("need delta_t >= 1, t_end >= 1 and 0 <= alpha < 1")
         self.targets = [max(1, round(self.density * layer.mu.numel())) for layer in self.layers]
@@ -129,7 +128,7 @@ class DropGrowScheduler:
     @torch.no_grad()
     def update(self, t: int, optimizer: torch.optim.Optimizer | None = None) -> int:
         """Drop and grow in every layer; returns how many weights moved. Resets momentum of changed entries."""
-        frac = self.drop_fraction(t)
+        frac = self.drop_fraction(t)  # alpha_t, the cosine-decayed drop fraction
         moved = 0
         for layer, target in zip(self.layers, self.targets, strict=True):
             grad = layer.weight_mean.grad if layer.weight_mean is not None else None
@@ -139,9 +138,11 @@ class DropGrowScheduler:
             n = int(target * frac)
             if n == 0:
                 continue
+            # remove the n active weights with the lowest score (by default the SNR of |theta|) ...
             score = drop_score(layer.mu.flatten(), F.softplus(layer.rho.flatten()), self.criterion)
             score[~mask] = float("inf")
             drop = score.topk(n, largest=False).indices
+            # ... and add the n inactive ones with the largest dense gradient |dL/dmu|
             grow_score = grad.flatten().abs().clone()
             grow_score[mask] = -1.0  # only weights inactive before this update can grow
             grow = grow_score.topk(n).indices
@@ -181,12 +182,31 @@ def training_flops(model: nn.Module, n_examples: int, steps: int, update_steps: 
     return total
 
 
-@dataclass
-class BNNRun:
-    history: dict[str, list[float]]
-    steps: int
-    update_steps: int
-    mask_snapshots: list[torch.Tensor]
+class BNNRun(History):
+    """What :func:`train_bnn` returns: the :class:`~varbook.runtime.History` of the per-epoch training loss
+    (``"loss"``) and mean-weight test accuracy (``"test_accuracy"``), with the number of optimisation
+    ``steps``, how many of them were subspace ``update_steps``, and the ``mask_snapshots`` of one layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+        self.update_steps = 0
+        self.mask_snapshots: list[torch.Tensor] = []
+
+
+class _SubspaceStep:
+    """Stands in for the optimiser on an update iteration of :func:`train_bnn`: :func:`~varbook.runtime.descend`
+    zeroes the gradients and backpropagates as on any step, then :meth:`step` moves the subspace
+    (:meth:`DropGrowScheduler.update`) instead of the weights."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: DropGrowScheduler, t: int):
+        self.optimizer, self.scheduler, self.t = optimizer, scheduler, t
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.scheduler.update(self.t, self.optimizer)
 
 
 def train_bnn(
@@ -211,7 +231,9 @@ def train_bnn(
     :math:`\\lambda` warms up linearly over the first ``warmup_fraction`` of the epochs. Masked
     entries are kept at exactly zero after every step. With a ``scheduler``, update iterations
     compute the dense gradient and replace the optimiser step by a removal-and-addition step.
-    Records per epoch the training loss and the mean-weight test accuracy.
+    Every iteration steps through :func:`~varbook.runtime.descend` (which stops on a non-finite loss);
+    ``desc`` labels a progress bar over the epochs (``None``: silent). Returns a :class:`BNNRun`, the
+    :class:`~varbook.runtime.History` of the training loss and the mean-weight test accuracy per epoch.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
@@ -220,38 +242,35 @@ def train_bnn(
     total_steps = steps_per_epoch * epochs
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     layers = mean_field_layers(model)
-    history: dict[str, list[float]] = {"loss": [], "test_accuracy": []}
-    snapshots, t, update_steps = [], 0, 0
-    epochs_iter = progress(range(epochs), desc=desc) if desc else range(epochs)
-    for epoch in epochs_iter:
+    run = BNNRun()
+    t = 0
+    for epoch in range(epochs) if desc is None else progress(range(epochs), desc=desc):
         model.train()
         lam = kl_scale * min(1.0, (epoch + 1) / max(1.0, warmup_fraction * epochs))
         total = 0.0
         for idx in minibatches(n, batch_size, generator, data.x_train.device):
-            update = scheduler is not None and scheduler.is_update_step(t)
-            if update:
-                scheduler.dense_gradients(True)
+            subspace = scheduler if scheduler is not None and scheduler.is_update_step(t) else None
+            if subspace is not None:
+                subspace.dense_gradients(True)
             logits = model(data.x_train[idx])
+            # the tempered negative ELBO per example: CE + lambda KL(q_gamma || p_gamma) / N
             loss = F.cross_entropy(logits, data.y_train[idx]) + lam * kl_divergence(model) / n
-            check_finite(loss, t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if update:
-                scheduler.update(t, opt)
-                scheduler.dense_gradients(False)
-                update_steps += 1
-            else:
-                opt.step()
+            if subspace is None:
+                descend(opt, loss, t)
+            else:  # removal and addition instead of the optimiser step
+                descend(cast(torch.optim.Optimizer, _SubspaceStep(opt, subspace, t)), loss, t)
+                subspace.dense_gradients(False)
+                run.update_steps += 1
             cosine.step()
             with torch.no_grad():
                 for layer in layers:
                     layer.mu.mul_(layer.mask)
             total += float(loss.detach()) * len(idx)
             t += 1
-        history["loss"].append(total / n)
-        history["test_accuracy"].append(accuracy(mc_predict(model, data.x_test, 1), data.y_test))
+        run.log(loss=total / n, test_accuracy=accuracy(mc_predict(model, data.x_test, 1), data.y_test))
         if epoch % snapshot_every == 0:
-            snapshots.append(layers[snapshot_layer].mask.detach().cpu().clone())
+            run.mask_snapshots.append(layers[snapshot_layer].mask.detach().cpu().clone())
         if callback is not None:
             callback(epoch)
-    return BNNRun(history, t, update_steps, snapshots)
+    run.steps = t
+    return run

@@ -5,6 +5,7 @@
 * :mod:`varbook.book.dashboard` and :mod:`varbook.book.site`: the reproducibility page and the
   HTML build;
 * :mod:`varbook.book.style`: the measures of a chapter's shape (code share, largest cell);
+* :mod:`varbook.book.records`: a chapter's committed full-profile record, for its notes;
 * :mod:`varbook.book.scaffold`: a new chapter from the template;
 * ``python -m varbook.book``: the command line (:mod:`varbook.book.__main__`).
 
@@ -21,6 +22,7 @@ import torch
 from .. import runtime
 from .claims import Claim, ClaimFailed, Report, load_specs, summarise, verdict_html
 from .dashboard import dashboard, load_records
+from .records import full_record
 from .runner import (
     Chapter,
     Outcome,
@@ -68,6 +70,7 @@ __all__ = [
     "collapse_carriage_returns",
     "dashboard",
     "execute",
+    "full_record",
     "load_records",
     "load_specs",
     "project_root",

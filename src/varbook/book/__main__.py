@@ -20,6 +20,7 @@ import sys
 import time
 
 from .runner import UnknownChapter, chapters, execute
+from .scaffold import ScaffoldError, new_chapter
 from .site import build_site
 
 
@@ -36,11 +37,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--jobs", type=int, default=int(os.environ.get("VARBOOK_JOBS", "1")))
     p = sub.add_parser("site", help="build the site from executed chapters")
     p.add_argument("--profile", default=None)
+    p = sub.add_parser("new", help="scaffold a chapter from book/_template")
+    p.add_argument("part", help="the part's folder under book/ (a new one is created)")
+    p.add_argument("slug", help="the chapter's name: lower case, digits and underscores")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             for c in chapters():
                 print(c.source if args.paths else f"{c.slug:<28} {c.source}")
+            return 0
+        if args.command == "new":
+            made = new_chapter(args.part, args.slug)
+            for path in made.files():
+                print(f"wrote {path}")
+            print(f"added book/{args.part}/{args.slug} to _toc.yml; run it: make chapter SLUG={args.slug}")
             return 0
         if args.command in ("run", "book"):
             start = time.perf_counter()
@@ -53,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         index = build_site(args.profile)
         print(f"site: {index}")
         return 0
-    except (UnknownChapter, ValueError, FileNotFoundError) as exc:
+    except (UnknownChapter, ScaffoldError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as exc:

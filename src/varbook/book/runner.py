@@ -171,7 +171,7 @@ def _postprocess_notebook(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell["metadata"]["tags"] = [*tags, "remove-cell"]  # papermill's copy of the parameters
-        merged = []
+        merged: list = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 if merged and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == output["name"]:

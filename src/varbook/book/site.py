@@ -50,6 +50,21 @@ def stage(profile: str, root: Path | None = None) -> Path:
     return site
 
 
+def _import_paths(site: Path) -> list[str]:
+    """What the Sphinx build must import from: the staged ``src``, and the folders of the local
+    extensions named in ``_config.yml`` (``sphinx: local_extensions:``)."""
+    import yaml
+
+    config = yaml.safe_load((site / "_config.yml").read_text(encoding="utf-8")) or {}
+    local = (config.get("sphinx") or {}).get("local_extensions") or {}
+    paths = [str(site / "src")]
+    for folder in local.values():
+        path = str((site / folder).resolve())
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
 def build_site(profile: str | None = None, root: Path | None = None) -> Path:
     """Stage and build the HTML site into ``_build/html`` with warnings as errors; return ``index.html``."""
     root = root or project_root()
@@ -61,6 +76,8 @@ def build_site(profile: str | None = None, root: Path | None = None) -> Path:
         # Thebe (live code through a remote kernel) needs the network, and sphinx-thebe 0.3 declares
         # its script twice under sphinx-book-theme 1.3, a JavaScript error on every page.
         conf.write('\nextensions = [e for e in extensions if e != "sphinx_thebe"]\n')
+        # autodoc imports varbook from the staged src; local extensions live in book/_ext.
+        conf.write(f"\nimport sys\n\nsys.path[:0] = {_import_paths(site)!r}\ndel sys\n")
     html_dir = root / "_build" / "html"
     if html_dir.exists():
         shutil.rmtree(html_dir)

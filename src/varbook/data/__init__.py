@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..runtime import randperm
 from .synthetic import implicit_feedback, toy2d
 
 
@@ -33,7 +35,10 @@ def _require(module: str, pip_name: str, extra: str = "") -> None:
 
 def _package_dir(module: str, pip_name: str, extra: str = "") -> Path:
     _require(module, pip_name, extra)
-    return Path(importlib.util.find_spec(module).origin).parent
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise MissingDatasetPackage(f"the package {pip_name!r} is installed without files on disk: reinstall it")
+    return Path(spec.origin).parent
 
 
 @dataclass
@@ -69,15 +74,15 @@ def split_indices(n: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor, tor
     """A deterministic random permutation of ``range(n)`` cut into train and test index tensors."""
     if not 0 < n_test < n:
         raise ValueError(f"n_test must be between 1 and {n - 1}, got {n_test}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_test:], perm[:n_test]
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int, shape: tuple[int, int]) -> Split:
-    x = torch.as_tensor(x, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.int64)
-    tr, te = split_indices(len(x), n_test, seed)
-    return Split(x[tr], y[tr], x[te], y[te], shape)
+    xs = torch.as_tensor(x, dtype=torch.float32)
+    ys = torch.as_tensor(y, dtype=torch.int64)
+    tr, te = split_indices(len(xs), n_test, seed)
+    return Split(xs[tr], ys[tr], xs[te], ys[te], shape)
 
 
 def digits(n_test: int = 360, seed: int = 0) -> Split:
@@ -171,16 +176,19 @@ def shakespeare_plays() -> dict[str, str]:
 
 
 def minibatches(
-    n: int, batch_size: int, generator: torch.Generator | None = None, device=None, drop_last: bool = False
-):
-    """Yield index tensors of a random permutation of ``range(n)`` in batches of ``batch_size``."""
+    n: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yield index tensors of a random permutation of ``range(n)`` in batches of ``batch_size``.
+
+    The permutation is drawn on ``generator``'s device and moved to ``device``.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    perm = (
-        torch.randperm(n, generator=generator).to(device)
-        if device is not None
-        else torch.randperm(n, generator=generator)
-    )
+    perm = randperm(n, generator=generator, device=device)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield perm[start : start + batch_size]

@@ -1,10 +1,19 @@
-"""Synthetic data generators."""
+"""Synthetic data generators.
+
+Each data set is identified by its ``seed``: the generators draw from their own ``torch.Generator``
+seeded with it (through :mod:`varbook.runtime`'s draw helpers), never from global state.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+
+from ..runtime import check_choice, rand, randint, randn, randperm
+
+TOYS = ("moons", "checkerboard", "rings")
+"""The two-dimensional toy densities of :func:`toy2d`."""
 
 
 def implicit_feedback(
@@ -25,14 +34,14 @@ def implicit_feedback(
     if n_users < 1 or n_items < 5 or latent_dim < 1 or n_clusters < 1:
         raise ValueError("need n_users >= 1, n_items >= 5, latent_dim >= 1 and n_clusters >= 1")
     g = torch.Generator().manual_seed(seed)
-    items = torch.randn(n_items, latent_dim, generator=g)
-    ranks = torch.randperm(n_items, generator=g).float() + 1
-    centres = 1.5 * torch.randn(n_clusters, latent_dim, generator=g)
-    cluster = torch.randint(n_clusters, (n_users,), generator=g)
-    users = centres[cluster] + 0.7 * torch.randn(n_users, latent_dim, generator=g)
+    items = randn(n_items, latent_dim, generator=g)
+    ranks = randperm(n_items, generator=g).float() + 1
+    centres = 1.5 * randn(n_clusters, latent_dim, generator=g)
+    cluster = randint(0, n_clusters, (n_users,), generator=g)
+    users = centres[cluster] + 0.7 * randn(n_users, latent_dim, generator=g)
     logits = 2 * users @ items.T / math.sqrt(latent_dim) - popularity * ranks.log()
-    gumbel = -torch.log(-torch.log(torch.rand(n_users, n_items, generator=g).clamp_min(1e-12)))
-    n_clicks = (math.log(25) + 0.6 * torch.randn(n_users, generator=g)).exp().round().clamp(5, min(150, n_items)).long()
+    gumbel = -torch.log(-torch.log(rand(n_users, n_items, generator=g).clamp_min(1e-12)))
+    n_clicks = (math.log(25) + 0.6 * randn(n_users, generator=g)).exp().round().clamp(5, min(150, n_items)).long()
     order = (logits + gumbel).argsort(dim=1, descending=True)
     clicks = torch.zeros(n_users, n_items)
     mask = torch.arange(n_items)[None, :] < n_clicks[:, None]
@@ -47,6 +56,7 @@ def toy2d(name: str = "moons", n: int = 2000, seed: int = 0) -> torch.Tensor:
     scaling of the companion code of :cite:`lai2025principles`); ``checkerboard``: uniform on the
     black squares of a 4x4 board on [-2, 2]^2; ``rings``: two concentric noisy circles.
     """
+    check_choice("toy density", name, TOYS)
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     g = torch.Generator().manual_seed(seed)
@@ -56,15 +66,13 @@ def toy2d(name: str = "moons", n: int = 2000, seed: int = 0) -> torch.Tensor:
         x, _ = make_moons(n_samples=n, noise=0.05, random_state=seed)
         x = torch.as_tensor(x, dtype=torch.float32) * 2
         x[:, 1] -= 0.5
-        return x[torch.randperm(n, generator=g)]
+        return x[randperm(n, generator=g)]
     if name == "checkerboard":
-        x1 = torch.rand(n, generator=g) * 4 - 2
+        x1 = rand(n, generator=g) * 4 - 2
         col = torch.floor(x1 + 2)
-        row = 2 * torch.randint(0, 2, (n,), generator=g).float() + col % 2
-        x2 = row + torch.rand(n, generator=g) - 2
+        row = 2 * randint(0, 2, (n,), generator=g).float() + col % 2
+        x2 = row + rand(n, generator=g) - 2
         return torch.stack([x1, x2], 1)
-    if name == "rings":
-        r = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, 2.0) + 0.08 * torch.randn(n, generator=g)
-        angle = 2 * math.pi * torch.rand(n, generator=g)
-        return torch.stack([r * torch.cos(angle), r * torch.sin(angle)], 1)
-    raise ValueError(f"unknown toy density {name!r}: use 'moons', 'checkerboard' or 'rings'")
+    r = torch.where(rand(n, generator=g) < 0.5, 1.0, 2.0) + 0.08 * randn(n, generator=g)  # rings
+    angle = 2 * math.pi * rand(n, generator=g)
+    return torch.stack([r * torch.cos(angle), r * torch.sin(angle)], 1)

@@ -1,6 +1,12 @@
 r"""Diffusion and flow models: forward processes, parameterisations, losses, samplers, guidance, metrics.
 
-One time convention throughout: :math:`t \in [0, 1]`, data at :math:`t = 0`, noise at :math:`t = 1`.
+**Time convention: data to noise.** :math:`t \in [0, 1]`, data at :math:`t = 0`, noise at :math:`t = 1`
+(:mod:`~varbook.diffusion.schedules`, checked by :func:`~varbook.diffusion.schedules.as_time`); samplers
+run on decreasing grids, from noise to data. The one exception is :mod:`~varbook.diffusion.interpolants`,
+which keeps the paper's base-to-target time (:math:`t = 0` the Gaussian base, :math:`t = 1` the data);
+:meth:`Interpolant.as_schedule <varbook.diffusion.interpolants.Interpolant.as_schedule>` is the one adapter
+between the two, reading the one-sided linear interpolant at :math:`t` as the
+:class:`~varbook.diffusion.schedules.Linear` schedule at :math:`s = 1 - t`.
 """
 
 from .field import Denoiser, Field

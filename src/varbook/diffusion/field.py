@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .param import _check_kind, _from_eps, _to_eps, coefficients, convert
-from .schedules import Schedule, _as_time
+from .param import check_kind, coefficients, convert, from_eps_with, to_eps_with
+from .schedules import Schedule, as_time
 
 
 class Field:
@@ -24,33 +24,34 @@ class Field:
     def predict(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _get(self, kind: str, x: torch.Tensor, t) -> torch.Tensor:
-        t = _as_time(t, x)
-        return convert(self.predict(x, t), self.kind, kind, x, t, self.schedule)
+    def _get(self, kind: str, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        tt = as_time(t, x)
+        return convert(self.predict(x, tt), self.kind, kind, x, tt, self.schedule)
 
-    def eps(self, x, t):
+    # each of the four views is a Drift/Score of varbook.protocols: (x, t) -> Tensor
+    def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         r"""Predicted noise :math:`\hat\epsilon(x_t, t)`."""
         return self._get("eps", x, t)
 
-    def x0(self, x, t):
+    def x0(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         r"""Predicted data :math:`\hat x_0(x_t, t) = \mathbb E[x_0 \mid x_t]`."""
         return self._get("x0", x, t)
 
-    def score(self, x, t):
+    def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         r"""Score :math:`\nabla_x \log p_t(x)`."""
         return self._get("score", x, t)
 
-    def velocity(self, x, t):
+    def velocity(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         r"""Probability-flow velocity :math:`\dot\alpha_t\hat x_0 + \dot\sigma_t\hat\epsilon = f x - \tfrac12 g^2 \nabla\log p_t`."""
         return self._get("v", x, t)
 
-    def eps_x0(self, x, t) -> tuple[torch.Tensor, torch.Tensor]:
+    def eps_x0(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\hat\epsilon, \hat x_0)` from one evaluation (what DDIM and DPM-Solver need)."""
-        t = _as_time(t, x)
-        pred = self.predict(x, t)
-        coef = coefficients(self.schedule, t, x)
-        eps = _to_eps(pred, self.kind, x, coef)
-        return eps, pred if self.kind == "x0" else _from_eps(eps, "x0", x, coef)
+        tt = as_time(t, x)
+        pred = self.predict(x, tt)
+        coef = coefficients(self.schedule, tt, x)
+        eps = to_eps_with(pred, self.kind, x, coef)
+        return eps, pred if self.kind == "x0" else from_eps_with(eps, "x0", x, coef)
 
 
 class Denoiser(nn.Module, Field):
@@ -62,7 +63,7 @@ class Denoiser(nn.Module, Field):
 
     def __init__(self, net: nn.Module, schedule: Schedule, kind: str = "eps", cond: torch.Tensor | None = None):
         nn.Module.__init__(self)
-        _check_kind(kind)
+        check_kind(kind)
         self.net, self.schedule, self.kind, self.cond = net, schedule, kind, cond
 
     def predict(self, x, t):

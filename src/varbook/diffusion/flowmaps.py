@@ -18,28 +18,38 @@ import torch
 from torch import nn
 from torch.func import jvp
 
+from ..runtime import rand, randn_like
+
 
 def meanflow_loss(
-    net: nn.Module, x0: torch.Tensor, p_mean: float = 0.25, power: float = 1.0, c: float = 1e-3
+    net: nn.Module,
+    x0: torch.Tensor,
+    p_mean: float = 0.25,
+    power: float = 1.0,
+    c: float = 1e-3,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""The MeanFlow loss on a batch of data; ``net(z, t, r)`` predicts the average velocity.
 
     A fraction ``p_mean`` of the pairs has :math:`r < t` (the paper's best ImageNet setting is 25 %);
     the others have :math:`r = t`, where the loss is plain flow matching. The adaptive weight
-    :math:`1/(\|\Delta\|^2 + c)^{p}` (stop-gradient) follows the paper.
+    :math:`1/(\|\Delta\|^2 + c)^{p}` (stop-gradient) follows the paper. Times and noise are drawn from
+    ``generator`` (``None``: torch's global generator).
     """
     if not 0 <= p_mean <= 1:
         raise ValueError(f"p_mean must lie in [0, 1], got {p_mean}")
     n = x0.shape[0]
     shape = (n,) + (1,) * (x0.dim() - 1)
-    a, b = torch.rand(n, device=x0.device, dtype=x0.dtype), torch.rand(n, device=x0.device, dtype=x0.dtype)
+    a = rand(n, generator=generator, device=x0.device, dtype=x0.dtype)
+    b = rand(n, generator=generator, device=x0.device, dtype=x0.dtype)
     t, r = torch.maximum(a, b), torch.minimum(a, b)
-    r = torch.where(torch.rand(n, device=x0.device) < p_mean, r, t)
-    eps = torch.randn_like(x0)
+    r = torch.where(rand(n, generator=generator, device=x0.device) < p_mean, r, t)
+    eps = randn_like(x0, generator)
     z = (1 - t).reshape(shape) * x0 + t.reshape(shape) * eps
     v = eps - x0
-    u, du_dt = jvp(lambda z_, t_, r_: net(z_, t_, r_), (z, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
-    target = (v - (t - r).reshape(shape) * du_dt).detach()
+    tangents = (v, torch.ones_like(t), torch.zeros_like(r))  # d/dt along the path: dz/dt = v, dt/dt = 1, dr/dt = 0
+    u, du_dt = jvp(lambda z_, t_, r_: net(z_, t_, r_), (z, t, r), tangents)[:2]  # (primal, tangent)
+    target = (v - (t - r).reshape(shape) * du_dt).detach()  # u_tgt = v - (t - r) du/dt, held constant
     err = ((u - target) ** 2).flatten(1).sum(1)
     weight = 1.0 / (err.detach() + c) ** power
     return (weight * err).mean()

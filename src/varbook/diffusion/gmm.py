@@ -16,8 +16,9 @@ import math
 
 import torch
 
+from ..runtime import multinomial, randn
 from .field import Field
-from .schedules import Schedule, _as_time
+from .schedules import Schedule, as_time
 
 
 def component_terms(x: torch.Tensor, log_w: torch.Tensor, means: torch.Tensor, covs: torch.Tensor):
@@ -75,8 +76,8 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the data law, float64, shape ``(n, d)``."""
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
+        k = multinomial(self.weights, n, replacement=True, generator=generator)
+        z = randn(n, self.dim, 1, generator=generator, dtype=torch.float64)
         return self.means[k] + (self.chol[k] @ z).squeeze(-1)
 
     @classmethod
@@ -118,7 +119,7 @@ class GaussianMixture:
 
     def noised(self, schedule: Schedule, t) -> GaussianMixture:
         r"""The marginal :math:`p_t` at a scalar time ``t``, itself a Gaussian mixture."""
-        t = _as_time(t)
+        t = as_time(t)
         if t.dim() != 0:
             raise ValueError("noised() takes a scalar time")
         a, s = schedule.alpha(t), schedule.sigma(t)
@@ -138,7 +139,7 @@ class GaussianMixtureField(Field):
         if x.dim() != 2 or x.shape[1] != self.mixture.dim:
             raise ValueError(f"x must have shape (batch, {self.mixture.dim}), got {tuple(x.shape)}")
         m = self.mixture
-        t = _as_time(t, x)
+        t = as_time(t, x)
         a, s = self.schedule.alpha(t), self.schedule.sigma(t)
         if t.dim() == 1:  # one time per sample: (B, 1, 1, 1) against (K, d, d)
             a, s = a.reshape(-1, 1, 1, 1), s.reshape(-1, 1, 1, 1)
@@ -159,5 +160,6 @@ class GaussianMixtureField(Field):
 
     def predict(self, x, t):
         a, means, covs, sol, log_comp = self._parts(x, t)
-        r = responsibilities(log_comp)
+        r = responsibilities(log_comp)  # r_k(x), the posterior weights of the components
+        # E[x0 | x_t] = sum_k r_k (mu_k + alpha Sigma_k C_k^{-1} (x - alpha mu_k)), sol = C_k^{-1}(x - alpha mu_k)
         return r @ means + a.reshape(-1, 1) * torch.einsum("kij,bkj->bi", covs, r.unsqueeze(-1) * sol)

@@ -4,11 +4,12 @@ r"""Stochastic interpolants between two densities :cite:`albergo2023stochastic`.
     x_t = \alpha(t)\,x_0 + \beta(t)\,x_1 + \gamma(t)\,z, \qquad x_0\sim\rho_0,\ x_1\sim\rho_1,\ z\sim\mathcal N(0, I),
 
 with :math:`\alpha(0) = \beta(1) = 1`, :math:`\alpha(1) = \beta(0) = 0` and :math:`\gamma(0) = \gamma(1) = 0`.
-**Time runs the other way from the rest of** :mod:`varbook.diffusion`: here :math:`t = 0` is the base
-:math:`\rho_0` and :math:`t = 1` the target :math:`\rho_1`, as in the paper. The one-sided linear interpolant
-with a Gaussian base is the flow-matching path :class:`~varbook.diffusion.schedules.Linear` read at
-:math:`s = 1 - t` (:meth:`Interpolant.as_schedule` is the adapter), so its drift is minus the
-flow-matching velocity.
+**Time convention: base to target.** Time runs the other way from the rest of :mod:`varbook.diffusion`:
+here :math:`t = 0` is the base :math:`\rho_0` (the Gaussian, for a generative model) and :math:`t = 1` the
+target :math:`\rho_1` (the data), as in the paper; every time argument in this module is checked against
+"0 = base, 1 = target". The one-sided linear interpolant with a Gaussian base is the flow-matching path
+:class:`~varbook.diffusion.schedules.Linear` read at :math:`s = 1 - t`, and :meth:`Interpolant.as_schedule`
+is the one adapter between the two conventions; its drift is therefore minus the flow-matching velocity.
 
 The fields are conditional expectations given :math:`x_t = x`:
 :math:`b = \mathbb E[\dot\alpha x_0 + \dot\beta x_1 + \dot\gamma z]`, :math:`v = \mathbb E[\dot\alpha x_0 + \dot\beta x_1]`,
@@ -23,17 +24,27 @@ import math
 
 import torch
 
+from ..data import Split, mnist5k, toy2d
+from ..nn import SmallUNet, TimeMLP, fit_classifier, train_steps
+from ..protocols import Drift, Score
+from ..runtime import check_choice, progress, rand, randn, randn_like, randperm
 from ..sde import solvers
 from .gmm import GaussianMixture, component_terms, responsibilities
-from .schedules import Linear, Schedule, _as_time, expand
+from .metrics import energy_distance, frechet_distance, mmd
+from .schedules import Linear, Schedule, as_time, expand
 
 PATHS = ("linear", "trig", "encdec", "one_sided_linear", "one_sided_trig", "mirror")
+r"""The paths :math:`(\alpha, \beta)` of :class:`Interpolant`."""
 GAMMAS = ("brownian", "bsquared", "sinesquared", "zero")
+r"""The latent scales :math:`\gamma` of :class:`Interpolant`."""
 KINDS = ("b", "v", "s", "eta")
+"""The fields :func:`interpolant_losses` can learn: drift, velocity, score and denoiser."""
+ODE_METHODS = ("euler", "heun")
+"""The fixed-grid ODE solvers of :func:`sample_ode`."""
 
 
 def _t(t, like=None) -> torch.Tensor:
-    return _as_time(t, like, "0 = base, 1 = target")
+    return as_time(t, like, "0 = base, 1 = target")
 
 
 class Interpolant:
@@ -48,13 +59,11 @@ class Interpolant:
     """
 
     def __init__(self, path: str = "linear", gamma: str | None = None, a: float = 1.0):
-        if path not in PATHS:
-            raise ValueError(f"unknown path {path!r}: use one of {', '.join(PATHS)}")
+        check_choice("path", path, PATHS)
         self.one_sided = path.startswith("one_sided")
         if gamma is None:
             gamma = "zero" if self.one_sided else ("sinesquared" if path == "encdec" else "brownian")
-        if gamma not in GAMMAS:
-            raise ValueError(f"unknown gamma {gamma!r}: use one of {', '.join(GAMMAS)}")
+        check_choice("gamma", gamma, GAMMAS)
         if self.one_sided and gamma != "zero":
             raise ValueError("a one-sided interpolant has no extra latent: use gamma='zero'")
         if not self.one_sided and gamma == "zero":
@@ -162,8 +171,8 @@ class Interpolant:
         if x0.shape != x1.shape or (z is not None and z.shape != x0.shape):
             raise ValueError("x0, x1 (and z) must have the same shape")
         t = _t(t, x0)
-        out = expand(self.alpha(t), x0) * x0 + expand(self.beta(t), x0) * x1
-        if not self.one_sided:
+        out = expand(self.alpha(t), x0) * x0 + expand(self.beta(t), x0) * x1  # alpha x0 + beta x1
+        if not self.one_sided:  # + gamma z
             if z is None:
                 raise ValueError(f"the {self.path} interpolant needs the latent z")
             out = out + expand(self.gamma(t), x0) * z
@@ -184,7 +193,16 @@ class Interpolant:
         return -(db * x - bb * b) / (a * db - da * bb) / a
 
     def as_schedule(self) -> Schedule:
-        """The diffusion schedule of a one-sided linear interpolant, in the library's reversed time :math:`s = 1 - t`."""
+        """The diffusion schedule of a one-sided linear interpolant, in the library's reversed time :math:`s = 1 - t`.
+
+        The adapter between the two time conventions: the interpolant at :math:`t` (0 = base, 1 = target)
+        is the schedule at :math:`s = 1 - t` (0 = data, 1 = noise), the base's coefficient being the noise's:
+
+        >>> it = Interpolant("one_sided_linear")
+        >>> sch, t = it.as_schedule(), torch.tensor([0.25])
+        >>> torch.equal(sch.alpha(1 - t), it.beta(t)), torch.equal(sch.sigma(1 - t), it.alpha(t))
+        (True, True)
+        """
         if self.path != "one_sided_linear":
             raise ValueError("only the one-sided linear interpolant is a schedule of varbook.diffusion (Linear)")
         return Linear()
@@ -280,6 +298,7 @@ def interpolant_losses(
     antithetic: bool = True,
     t_min: float = 1e-3,
     t_max: float = 1 - 1e-3,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Per-sample quadratic losses of :cite:`albergo2023stochastic`, shape ``(batch,)``; ``net(x, t)`` is the field.
 
@@ -291,17 +310,17 @@ def interpolant_losses(
     * ``eta``: :math:`\tfrac12|\hat\eta|^2 + n\cdot\hat\eta` (minimised by :math:`-\mathbb E[n \mid x]`, so :math:`s = \hat\eta / c`).
 
     ``antithetic=True`` evaluates each term at :math:`x_t^{\pm}` (the latent with both signs) and averages the pair.
-    ``t`` defaults to uniform draws on ``[t_min, t_max]``.
+    ``t`` defaults to uniform draws on ``[t_min, t_max]``; ``generator`` draws them and the latent
+    (``None``: torch's global generator).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown field {kind!r}: use one of {', '.join(KINDS)}")
+    check_choice("field", kind, KINDS)
     if x0.shape != x1.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     n = x0.shape[0]
     if t is None:
         if not 0 <= t_min < t_max <= 1:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
-        t = t_min + (t_max - t_min) * torch.rand(n, device=x0.device, dtype=x0.dtype)
+        t = t_min + (t_max - t_min) * rand(n, generator=generator, device=x0.device, dtype=x0.dtype)
     it = interpolant
     col = lambda v: expand(v, x0)  # noqa: E731
     tt = _t(t, x0)
@@ -312,7 +331,7 @@ def interpolant_losses(
         fixed_target = db * x1  # the part of the target that does not flip with the latent
         flip_target = da * x0
     else:
-        latent, scale = torch.randn_like(x0), col(it.gamma(tt))
+        latent, scale = randn_like(x0, generator), col(it.gamma(tt))
         base = col(it.alpha(tt)) * x0 + col(it.beta(tt)) * x1
         fixed_target = da * x0 + db * x1
         flip_target = col(it.d_gamma(tt)) * latent if kind == "b" else torch.zeros_like(x0)
@@ -320,13 +339,13 @@ def interpolant_losses(
     signs = (1.0, -1.0) if antithetic else (1.0,)
     t_net = tt.expand(n) if tt.dim() == 0 else tt
     # both members of an antithetic pair go through the network in one batch
-    x = torch.cat([base + sign * scale * latent for sign in signs])
+    x = torch.cat([base + sign * scale * latent for sign in signs])  # x_t^+ (and x_t^-)
     pred_all = net(x, t_net.repeat(len(signs)))
     if pred_all.shape != x.shape:
         raise ValueError(f"the network returned shape {tuple(pred_all.shape)} for x of shape {tuple(x.shape)}")
 
     def one(sign: float, pred: torch.Tensor) -> torch.Tensor:
-        sq = 0.5 * (pred**2).flatten(1).sum(1)
+        sq = 0.5 * (pred**2).flatten(1).sum(1)  # |field|^2 / 2, then the linear term of L_b, L_v, L_s or L_eta
         if kind in ("b", "v"):
             target = fixed_target + sign * flip_target if (kind == "b" or it.one_sided) else fixed_target
             return sq - (target * pred).flatten(1).sum(1)
@@ -335,18 +354,19 @@ def interpolant_losses(
         return sq + (sign * latent * pred).flatten(1).sum(1)
 
     terms = [one(sign, pred) for sign, pred in zip(signs, pred_all.split(n), strict=True)]
-    return sum(terms) / len(terms)
+    return torch.stack(terms).sum(0) / len(terms)  # the mean over the pair (or the one plain term)
 
 
 # -------------------------------------------------------------------------------------------------
-def sample_ode(b, x: torch.Tensor, ts, method: str = "heun", path: bool = False) -> torch.Tensor:
+def sample_ode(b: Drift, x: torch.Tensor, ts, method: str = "heun", path: bool = False) -> torch.Tensor:
     r"""The probability-flow ODE :math:`\dot X = b(X, t)` from ``ts[0]`` to ``ts[-1]`` (Euler or Heun)."""
-    if method not in ("euler", "heun"):
-        raise ValueError(f"unknown ODE method {method!r}: use 'euler' or 'heun'")
+    check_choice("ODE method", method, ODE_METHODS)
     return (solvers.heun if method == "heun" else solvers.euler)(b, x, ts, path=path)
 
 
-def sample_sde(b, s, x: torch.Tensor, ts, eps: float, generator: torch.Generator | None = None, path: bool = False):
+def sample_sde(
+    b: Drift, s: Score, x: torch.Tensor, ts, eps: float, generator: torch.Generator | None = None, path: bool = False
+) -> torch.Tensor:
     r"""The forward SDE :math:`dX = (b + \epsilon s)\,dt + \sqrt{2\epsilon}\,dW` by Euler–Maruyama; ``eps = 0`` is the ODE."""
     if eps < 0:
         raise ValueError(f"the diffusion level eps must be non-negative, got {eps}")
@@ -355,3 +375,307 @@ def sample_sde(b, s, x: torch.Tensor, ts, eps: float, generator: torch.Generator
     return solvers.euler_maruyama(
         lambda y, t: b(y, t) + eps * s(y, t), lambda y, t: math.sqrt(2 * eps), x, ts, generator=generator, path=path
     )
+
+
+# -------------------------------------------------------------------------------------------------
+# The experiments of the stochastic-interpolants chapter, in its order of random draws.
+
+
+def as_field(net: torch.nn.Module) -> Drift:
+    """A network ``net(x, t)`` that takes times of shape ``(batch,)`` as a field ``(x, t)`` that also takes a scalar time."""
+    return lambda x, t: net(x, torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0]))
+
+
+def w1_to_mixture(samples: torch.Tensor, mixture: GaussianMixture, grid: torch.Tensor | None = None) -> float:
+    r""":math:`W_1 = \int |F_n - F|\,dx` between the empirical law of 1-D ``samples`` and a 1-D Gaussian ``mixture``.
+
+    The integral is a Riemann sum on ``grid`` (default: 24001 points on :math:`[-6, 6]`), with the mixture's CDF
+    :math:`F(x) = \sum_k w_k\,\tfrac12\big(1 + \operatorname{erf}((x - \mu_k)/\sqrt{2\sigma_k^2})\big)`.
+    """
+    if mixture.dim != 1:
+        raise ValueError(f"W1 by CDFs needs a one-dimensional mixture, got dimension {mixture.dim}")
+    grid = torch.linspace(-6, 6, 24001, dtype=torch.float64) if grid is None else grid
+    cdf = sum(
+        w * 0.5 * (1 + torch.erf((grid - m[0]) / math.sqrt(2 * c[0, 0])))
+        for w, m, c in zip(mixture.weights, mixture.means, mixture.covs, strict=True)
+    )
+    s = samples.flatten().sort().values
+    f_n = torch.searchsorted(s, grid, right=True).double() / len(s)
+    return float((f_n - cdf).abs().sum() * (grid[1] - grid[0]))
+
+
+def w1_sweep(
+    b: Drift,
+    s: Score,
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    eps_values,
+    target: GaussianMixture,
+    generator: torch.Generator | None = None,
+    keep: int = 0,
+    desc: str | None = None,
+) -> tuple[dict[float, float], dict[float, torch.Tensor]]:
+    r"""For each diffusion level :math:`\epsilon`, run the SDE :math:`dX = (b + \epsilon s)\,dt + \sqrt{2\epsilon}\,dW`
+    from ``x`` along ``ts`` (:func:`sample_sde`; the ODE at :math:`\epsilon = 0`) and measure :func:`w1_to_mixture`
+    of the end points to the 1-D ``target``.
+
+    Returns the :math:`W_1` per level and, when ``keep > 0``, the paths ``(len(ts), keep, d)`` of the first ``keep``
+    samples. The levels draw from ``generator`` in turn.
+    """
+    w1, paths = {}, {}
+    for eps in progress(list(eps_values), desc=desc, disable=desc is None):
+        out = sample_sde(b, s, x, ts, eps, generator=generator, path=keep > 0)
+        w1[eps] = w1_to_mixture(out[-1] if keep > 0 else out, target)
+        if keep > 0:
+            paths[eps] = out[:, :keep]
+    return w1, paths
+
+
+def antithetic_variances(
+    score: Score,
+    interpolant: Interpolant,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    ts,
+    generator: torch.Generator | None = None,
+) -> list[dict[str, float]]:
+    r"""Variance over samples of the per-sample score loss :math:`L_s` at fixed times, plain and with antithetic pairs.
+
+    One row per time: both variances and the ratio plain / antithetic halved, since a pair costs two evaluations
+    of ``score``. ``generator`` draws the latent of a two-sided interpolant (a one-sided one draws nothing).
+    """
+    rows = []
+    for tv in ts:
+        t = torch.full((len(x0),), tv, dtype=x0.dtype)
+        plain = interpolant_losses(score, "s", interpolant, x0, x1, t=t, antithetic=False, generator=generator)
+        pair = interpolant_losses(score, "s", interpolant, x0, x1, t=t, antithetic=True, generator=generator)
+        rows.append(
+            {
+                "t": tv,
+                "variance, plain": float(plain.var()),
+                "variance, antithetic pair": float(pair.var()),
+                "ratio / 2 (equal cost)": float(plain.var() / pair.var()) / 2,
+            }
+        )
+    return rows
+
+
+def train_interpolant_fields(
+    interpolant: Interpolant,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    kinds=("b", "v", "eta"),
+    hidden: int = 96,
+    depth: int = 3,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> dict[str, Drift]:
+    r"""One :class:`~varbook.nn.TimeMLP` per field in ``kinds``, each trained on its quadratic loss
+    (:func:`interpolant_losses`, antithetic) with independent pairs :math:`(x_0, x_1)`.
+
+    Each step draws a minibatch of rows of ``x0`` and ``x1`` and re-pairs the ``x0`` at random, so the
+    pairs are drawn independently. Every network starts from torch's global generator seeded with ``seed``,
+    which also draws the minibatches, the pairings, the times and the latents. Returns the fields (:func:`as_field`).
+    """
+
+    def shuffled(x: torch.Tensor) -> torch.Tensor:
+        return x[randperm(len(x), device=x.device)]
+
+    fields = {}
+    for kind in kinds:
+        torch.manual_seed(seed)
+        net = TimeMLP(x0.shape[1], hidden, depth).to(x0.device)
+        train_steps(
+            net,
+            lambda a, c, net=net, kind=kind: interpolant_losses(net, kind, interpolant, shuffled(a), c).mean(),
+            (x0, x1),
+            steps,
+            batch_size,
+            lr=lr,
+            desc=f"{kind}-network",
+        )
+        fields[kind] = as_field(net)
+    return fields
+
+
+def transport(
+    b: Drift,
+    s: Score,
+    x: torch.Tensor,
+    ode_steps: int = 100,
+    sde_steps: int = 200,
+    eps_values=(0.1, 0.5, 1.0),
+    generator: torch.Generator | None = None,
+    t_margin: float = 1e-3,
+) -> dict[str, torch.Tensor]:
+    r"""Carry base samples ``x`` to the target: the ODE :math:`\dot X = b` (Heun, ``ode_steps`` on :math:`[0, 1]`) and
+    the SDEs at each :math:`\epsilon` (Euler–Maruyama, ``sde_steps`` on :math:`[t_m, 1 - t_m]`, where :math:`s`
+    is finite). Keys ``"ODE"`` and ``"SDE ε=<eps>"``; results on the CPU."""
+    with torch.no_grad():
+        out = {"ODE": sample_ode(b, x, torch.linspace(0, 1, ode_steps + 1, dtype=torch.float64)).cpu()}
+        ts = torch.linspace(t_margin, 1 - t_margin, sde_steps + 1, dtype=torch.float64)
+        for eps in eps_values:
+            out[f"SDE ε={eps}"] = sample_sde(b, s, x, ts, eps, generator=generator).cpu()
+    return out
+
+
+def transport_distances(
+    samples: dict[str, torch.Tensor], target: torch.Tensor, bandwidth: float = 0.2
+) -> dict[str, dict[str, float]]:
+    """The MMD (Gaussian kernel of ``bandwidth``) and the energy distance of each sample set to held-out ``target`` samples."""
+    return {
+        name: {"MMD": float(mmd(pts, target, bandwidth)), "energy distance": float(energy_distance(pts, target))}
+        for name, pts in samples.items()
+    }
+
+
+def identity_discrepancy(
+    b: Drift,
+    v: Drift,
+    s: Score,
+    interpolant: Interpolant,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    ts=(0.1, 0.3, 0.5, 0.7, 0.9),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> dict[float, float]:
+    r"""How well three separately learned fields obey :math:`b = v - \gamma\dot\gamma s`, at each time in ``ts``:
+    :math:`\mathbb E|b - (v - \gamma\dot\gamma s)|^2 / \mathbb E|b|^2` on fresh interpolant samples from the pairs
+    ``(x0, x1)`` and latents drawn from ``generator`` (float64 on the CPU, then float32 on ``device``)."""
+    out = {}
+    with torch.no_grad():
+        for tv in ts:
+            t = torch.tensor(tv, dtype=torch.float64)
+            z = randn(len(x0), x0.shape[1], dtype=torch.float64, generator=generator)
+            xt = interpolant.sample(t, x0.double(), x1.double(), z).float().to(device)
+            lhs = b(xt, t)
+            rhs = v(xt, t) - float(interpolant.gamma_dgamma(t)) * s(xt, t)  # b = v - γγ' s
+            out[tv] = float(((lhs - rhs) ** 2).sum(1).mean() / (lhs**2).sum(1).mean())
+    return out
+
+
+def checkerboard_variants(
+    variants: dict[str, Interpolant] | None = None,
+    n_train: int = 100000,
+    eval_n: int = 5000,
+    steps: tuple[int, ...] = (7000, 3000, 3000),
+    ode_steps: int = 200,
+    sde_steps: int = 400,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> tuple[dict[str, dict[str, float]], float]:
+    r"""The repository's checkerboard setting: a 4×256 drift network per interpolant, base :math:`\mathcal N(0, I)`,
+    batch 2000, learning rate 2e-3, ``steps[i]`` steps for the i-th variant (the first, one-sided, is the repository's).
+
+    Each variant's ODE samples (and, for a one-sided interpolant, its SDE at :math:`\epsilon = 0.5`, with the score
+    computed from the drift) are scored by the (V-statistic) energy distance to held-out samples. Returns the rows and
+    the floor: the energy distance between two independent data samples of that size.
+    """
+    if variants is None:
+        variants = {
+            "one-sided linear (repository)": Interpolant("one_sided_linear"),
+            "two-sided linear, brownian γ": Interpolant("linear", "brownian"),
+            "two-sided linear, bsquared γ": Interpolant("linear", "bsquared"),
+        }
+    if len(steps) != len(variants):
+        raise ValueError(f"need one training length per variant, got {len(steps)} for {len(variants)}")
+    cb = toy2d("checkerboard", n_train, seed=seed + 7).to(device)
+    cb_te = toy2d("checkerboard", eval_n, seed=seed + 1000)
+    floor = float(energy_distance(toy2d("checkerboard", eval_n, seed=seed + 2000), cb_te, unbiased=False))
+    rows = {}
+    for (name, it), n_steps in zip(variants.items(), steps, strict=True):
+        torch.manual_seed(seed)
+        net = TimeMLP(2, 256, 4).to(device)
+        train_steps(
+            net,
+            lambda c, net=net, it=it: interpolant_losses(net, "b", it, randn_like(c), c).mean(),
+            (cb,),
+            n_steps,
+            2000,
+            lr=2e-3,
+            desc=name,
+        )
+        b = as_field(net)
+        z = randn(eval_n, 2, generator=generator, device=device)
+        with torch.no_grad():
+            out = sample_ode(b, z, torch.linspace(0, 1, ode_steps + 1, dtype=torch.float64)).cpu()
+            row = {"ODE energy distance (V)": float(energy_distance(out, cb_te, unbiased=False))}
+            if it.one_sided:
+
+                def score(x, t, b=b, it=it):
+                    return it.score_from_drift(x, b(x, t), t)
+
+                ts = torch.linspace(0, 0.99, sde_steps + 1, dtype=torch.float64)
+                sde = sample_sde(b, score, z, ts, 0.5, generator=generator).cpu()
+                row["SDE ε=0.5 energy distance (V)"] = float(energy_distance(sde, cb_te, unbiased=False))
+        rows[name] = row | {"ratio to two data samples": row["ODE energy distance (V)"] / floor}
+    return rows, floor
+
+
+def digits_transport(
+    steps: int = 4000,
+    batch_size: int = 128,
+    unet_base: int = 32,
+    n_samples: int = 500,
+    ode_steps: int = 100,
+    sde_steps: int = 200,
+    judge_steps: int = 3000,
+    mnist: Split | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    r"""A one-sided linear interpolant from :math:`\mathcal N(0, I)` to MNIST-5k digits (padded to 32×32), with a
+    :class:`~varbook.nn.SmallUNet` drift; ODE (Heun, ``ode_steps``) and SDE (:math:`\epsilon = 0.5`, ``sde_steps``
+    on :math:`[0, 0.99]`) samples, under the keys ``"ODE (Heun, <n> steps)"`` and ``"SDE ε=0.5 (<n> steps)"``.
+    ``mnist`` defaults to MNIST-5k split by ``seed``.
+
+    Returns the Fréchet distance of each sampler's digits to the test digits in the features of a fixed
+    MLP classifier (:func:`~varbook.nn.fit_classifier`, ``judge_steps`` steps), and the samples
+    ``(n_samples, 1, 32, 32)``. The networks draw from torch's global generator, seeded with ``seed``
+    before the UNet; the starting noise and the SDE's increments come from ``generator``.
+    """
+    one_sided = Interpolant("one_sided_linear")
+    split = mnist5k(seed=seed) if mnist is None else mnist
+    x_img = (split.x_train * 2 - 1).to(device)
+    judge = fit_classifier(x_img, split.y_train.to(device), steps=judge_steps)
+    x_img32 = torch.nn.functional.pad(x_img.reshape(-1, 1, 28, 28), (2, 2, 2, 2), value=-1.0)
+    torch.manual_seed(seed)
+    unet = SmallUNet(1, unet_base).to(device)
+    train_steps(
+        unet,
+        lambda c: interpolant_losses(unet, "b", one_sided, randn_like(c), c).mean(),
+        (x_img32,),
+        steps,
+        batch_size,
+        lr=1e-3,
+        desc="digits b-network",
+    )
+    b = as_field(unet)
+    z = randn(n_samples, 1, 32, 32, generator=generator, device=device)
+    with torch.no_grad():
+        samples = {
+            f"ODE (Heun, {ode_steps} steps)": sample_ode(
+                b, z, torch.linspace(0, 1, ode_steps + 1, dtype=torch.float64)
+            ),
+            f"SDE ε=0.5 ({sde_steps} steps)": sample_sde(
+                b,
+                lambda x, t: one_sided.score_from_drift(x, b(x, t), t),
+                z,
+                torch.linspace(0, 0.99, sde_steps + 1, dtype=torch.float64),
+                0.5,
+                generator=generator,
+            ),
+        }
+        test_features = judge.features((split.x_test * 2 - 1).to(device))
+        fd = {
+            k: float(
+                frechet_distance(judge.features(v[:, 0, 2:30, 2:30].reshape(n_samples, -1).clamp(-1, 1)), test_features)
+            )
+            for k, v in samples.items()
+        }
+    return fd, samples

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .param import _check_kind
+from ..runtime import rand, randn_like
+from .param import check_kind
 from .schedules import Schedule, expand
 
 
@@ -30,21 +31,23 @@ def denoising_loss(
     p_uncond: float = 0.0,
     null_label: int | None = None,
     score_weighting: bool = True,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Mean squared error between ``net(x_t, t[, c])`` and the target of ``kind``; a scalar.
 
     Labels are replaced by ``null_label`` with probability ``p_uncond`` (label dropout for
-    classifier-free guidance). Randomness comes from torch's global generator on ``x0``'s device.
+    classifier-free guidance). Times, noise and label dropout are drawn from ``generator``
+    (``None``: torch's global generator on ``x0``'s device).
     """
-    _check_kind(kind)
+    check_kind(kind)
     t_max = schedule.t_max if t_max is None else t_max
     if not 0 <= t_min < t_max <= 1:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
     if p_uncond > 0 and (cond is None or null_label is None):
         raise ValueError("label dropout needs cond and null_label")
     n = x0.shape[0]
-    t = t_min + (t_max - t_min) * torch.rand(n, device=x0.device, dtype=x0.dtype)
-    eps = torch.randn_like(x0)
+    t = t_min + (t_max - t_min) * rand(n, generator=generator, device=x0.device, dtype=x0.dtype)
+    eps = randn_like(x0, generator)
     xt = schedule.q_sample(x0, t, eps)
     if kind == "eps":
         target = eps
@@ -57,8 +60,8 @@ def denoising_loss(
     if cond is None:
         pred = net(xt, t)
     else:
-        if p_uncond > 0:
-            drop = torch.rand(n, device=cond.device) < p_uncond
+        if p_uncond > 0 and null_label is not None:  # both are checked above
+            drop = rand(n, generator=generator, device=cond.device) < p_uncond
             cond = torch.where(drop, torch.full_like(cond, null_label), cond)
         pred = net(xt, t, cond)
     err = (pred - target) ** 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..runtime import randn
+
 
 def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
@@ -54,7 +56,7 @@ def sliced_wasserstein(
     x, y = _pair(x, y)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"sliced Wasserstein here needs equal sample sizes, got {x.shape[0]} and {y.shape[0]}")
-    theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=x.dtype).to(x.device)
+    theta = randn(x.shape[1], n_projections, generator=generator, dtype=x.dtype, device=x.device)
     theta = theta / theta.norm(dim=0, keepdim=True)
     px, _ = torch.sort(x @ theta, dim=0)
     py, _ = torch.sort(y @ theta, dim=0)
@@ -83,4 +85,4 @@ def gaussian_fit(x: torch.Tensor, n: int, generator: torch.Generator | None = No
     """``n`` draws from the Gaussian with the mean and covariance of ``x`` (the baseline a generative model must beat)."""
     x = x.double()
     chol = torch.linalg.cholesky(torch.cov(x.T).reshape(x.shape[1], -1) + 1e-9 * torch.eye(x.shape[1], dtype=x.dtype))
-    return x.mean(0) + torch.randn(n, x.shape[1], generator=generator, dtype=x.dtype) @ chol.T
+    return x.mean(0) + randn(n, x.shape[1], generator=generator, dtype=x.dtype, device=x.device) @ chol.T

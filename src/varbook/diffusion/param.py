@@ -18,23 +18,35 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import Schedule, _as_time, expand
+from ..runtime import check_choice
+from .schedules import Schedule, as_time, expand
 
 KINDS = ("eps", "x0", "score", "v")
+r"""The prediction kinds: noise, clean data, score and probability-flow velocity."""
+
+Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+r""":math:`(\alpha_t, \sigma_t, \dot\alpha_t, \dot\sigma_t)`, each broadcast against a batch (:func:`coefficients`)."""
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown prediction kind {kind!r}: use one of {', '.join(KINDS)}")
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is one of :data:`KINDS`, else raise a :class:`ValueError` naming them.
+
+    >>> check_kind("v")
+    'v'
+    """
+    return check_choice("prediction kind", kind, KINDS)
 
 
-def coefficients(schedule: Schedule, t, x: torch.Tensor):
+def coefficients(schedule: Schedule, t, x: torch.Tensor) -> Coefficients:
     r""":math:`(\alpha, \sigma, \dot\alpha, \dot\sigma)` at ``t``, broadcast against ``x``."""
-    t = _as_time(t, x)
-    return tuple(expand(fn(t), x) for fn in (schedule.alpha, schedule.sigma, schedule.d_alpha, schedule.d_sigma))
+    t = as_time(t, x)
+    a, s, da, ds = (expand(fn(t), x) for fn in (schedule.alpha, schedule.sigma, schedule.d_alpha, schedule.d_sigma))
+    return a, s, da, ds
 
 
-def _to_eps(pred, kind, x, coef):
+def to_eps_with(pred: torch.Tensor, kind: str, x: torch.Tensor, coef: Coefficients) -> torch.Tensor:
+    r""":func:`to_eps` with the schedule's :func:`coefficients` already evaluated (no checks): for callers that
+    convert several predictions at the same :math:`(x_t, t)`."""
     if kind == "eps":
         return pred
     a, s, da, ds = coef
@@ -45,7 +57,8 @@ def _to_eps(pred, kind, x, coef):
     return (a * pred - da * x) / (a * ds - da * s)
 
 
-def _from_eps(eps, kind, x, coef):
+def from_eps_with(eps: torch.Tensor, kind: str, x: torch.Tensor, coef: Coefficients) -> torch.Tensor:
+    r""":func:`from_eps` with the schedule's :func:`coefficients` already evaluated (no checks)."""
     if kind == "eps":
         return eps
     a, s, da, ds = coef
@@ -63,25 +76,35 @@ def _check_shape(pred: torch.Tensor, x: torch.Tensor, what: str) -> None:
 
 def to_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
     r"""Convert a prediction of kind ``kind`` at :math:`(x_t, t)` to :math:`\hat\epsilon`."""
-    _check_kind(kind)
+    check_kind(kind)
     _check_shape(pred, x, "prediction")
-    return pred if kind == "eps" else _to_eps(pred, kind, x, coefficients(schedule, t, x))
+    return pred if kind == "eps" else to_eps_with(pred, kind, x, coefficients(schedule, t, x))
 
 
 def from_eps(eps: torch.Tensor, kind: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
     r"""Convert :math:`\hat\epsilon` at :math:`(x_t, t)` to a prediction of kind ``kind``."""
-    _check_kind(kind)
+    check_kind(kind)
     _check_shape(eps, x, "eps")
-    return eps if kind == "eps" else _from_eps(eps, kind, x, coefficients(schedule, t, x))
+    return eps if kind == "eps" else from_eps_with(eps, kind, x, coefficients(schedule, t, x))
 
 
 def convert(pred: torch.Tensor, src: str, dst: str, x: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:
-    """Convert a prediction between any two of ``eps``, ``x0``, ``score`` and ``v`` (finite at alpha = 0 for v <-> x0).
+    r"""Convert a prediction between any two of ``eps``, ``x0``, ``score`` and ``v`` (finite at alpha = 0 for v <-> x0).
 
-    The schedule's coefficients are evaluated once per call.
+    The schedule's coefficients are evaluated once per call. On the flow-matching path at
+    :math:`t = 1/2` the noise and the data are :math:`\hat\epsilon = x + v/2` and :math:`\hat x_0 = x - v/2`:
+
+    >>> from .schedules import Linear
+    >>> x, v = torch.tensor([[1.0, 2.0]]), torch.tensor([[2.0, -2.0]])
+    >>> convert(v, "v", "eps", x, 0.5, Linear())
+    tensor([[2., 1.]])
+    >>> convert(v, "v", "x0", x, 0.5, Linear())
+    tensor([[0., 3.]])
+    >>> torch.allclose(convert(convert(v, "v", "score", x, 0.5, Linear()), "score", "v", x, 0.5, Linear()), v)
+    True
     """
-    _check_kind(src)
-    _check_kind(dst)
+    check_kind(src)
+    check_kind(dst)
     _check_shape(pred, x, "prediction")
     if src == dst:
         return pred
@@ -91,7 +114,7 @@ def convert(pred: torch.Tensor, src: str, dst: str, x: torch.Tensor, t, schedule
         if src == "v":
             return (ds * x - s * pred) / (a * ds - s * da)
         return da * pred + ds * (x - a * pred) / s
-    return _from_eps(_to_eps(pred, src, x, coef), dst, x, coef)
+    return from_eps_with(to_eps_with(pred, src, x, coef), dst, x, coef)
 
 
 def tweedie(x: torch.Tensor, score: torch.Tensor, t, schedule: Schedule) -> torch.Tensor:

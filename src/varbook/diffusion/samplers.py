@@ -13,22 +13,22 @@ singular) the last step lands on the prediction :math:`\hat x_0` instead of eval
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
+from ..runtime import check_choice, randn, randn_like
 from ..sde import solvers
 from .field import Field
-from .schedules import Schedule, _as_time
+from .schedules import Schedule, as_time
 
 
 def _grid(ts) -> torch.Tensor:
-    ts = _as_time(ts)
+    ts = as_time(ts)
     if ts.dim() != 1 or ts.numel() < 2 or not (ts.diff() < 0).all():
         raise ValueError("ts must be a strictly decreasing 1-D grid of at least two times (noise to data)")
     return ts
-
-
-def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
 
 def prior(
@@ -37,8 +37,7 @@ def prior(
     r"""Starting points :math:`x_T \sim \mathcal N(0, \sigma_T^2 I)` at ``t`` (default ``schedule.t_max``), ignoring the small :math:`\alpha_T x_0`."""
     t = torch.tensor(schedule.t_max if t is None else t, dtype=torch.float64)
     shape = (n, *dim) if isinstance(dim, tuple) else (n, dim)
-    z = torch.randn(shape, generator=generator, dtype=dtype)
-    return (float(schedule.sigma(t)) * z).to(device)
+    return float(schedule.sigma(t)) * randn(shape, generator=generator, dtype=dtype, device=device)
 
 
 def posterior(schedule: Schedule, t, s, x: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +59,7 @@ def sample_ddpm(field: Field, x: torch.Tensor, ts, generator: torch.Generator | 
     ts = _grid(ts)
     for t, s in zip(ts[:-1], ts[1:], strict=True):
         mean, std = posterior(field.schedule, t, s, x, field.x0(x, t))
-        x = mean + std * _noise(x, generator)
+        x = mean + std * randn_like(x, generator)
     return x
 
 
@@ -86,7 +85,7 @@ def ddim_step(
     c = eta * posterior(sch, t, s, x, x0)[1]
     out = a_s * x0 + (s_s**2 - c**2).clamp(min=0).sqrt() * eps
     if float(s_s) > 0:
-        out = out + c * _noise(x, generator)
+        out = out + c * randn_like(x, generator)
     return out
 
 
@@ -118,9 +117,9 @@ def sample_ddim_as_euler(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
         raise ValueError(f"y = x / alpha is infinite at t = {float(ts[0])}: start the grid where alpha > 0")
     if float(ts[-1]) == 0.0:
         raise ValueError("end the grid at t > 0: rho = 0 is the data end, where t(rho) is not defined by the log-SNR")
-    rho = torch.exp(-sch.log_snr(ts))
+    rho = torch.exp(-sch.log_snr(ts))  # rho = sigma / alpha
 
-    def drift(y, r):
+    def drift(y, r):  # dy/drho = eps_hat(alpha y, t(rho)); one Euler step is y_s = y_t + (rho_s - rho_t) eps_hat
         t = sch.t_of_log_snr(-torch.log(r))
         return field.eps(sch.alpha(t).to(y) * y, t)
 
@@ -178,7 +177,10 @@ def sample_reverse_sde(field: Field, x: torch.Tensor, ts, generator: torch.Gener
     return solvers.euler_maruyama(drift, lambda x, t: sch.g2(t).sqrt(), x, ts, generator=generator, noise_last=False)
 
 
-SAMPLERS = {
+Sampler = Callable[[Field, torch.Tensor, Any], torch.Tensor]
+"""A sampler ``sampler(field, x, ts)``: from the states ``x`` at ``ts[0]`` to ``ts[-1]``."""
+
+SAMPLERS: dict[str, Sampler] = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
     "euler": sample_euler,
@@ -190,31 +192,34 @@ STOCHASTIC = ("ddpm", "sde")
 
 
 def sample(method: str, field: Field, x: torch.Tensor, ts, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Run the sampler named ``method`` (one of :data:`SAMPLERS`)."""
-    if method not in SAMPLERS:
-        raise ValueError(f"unknown sampler {method!r}: use one of {', '.join(SAMPLERS)}")
-    if method in STOCHASTIC:
-        return SAMPLERS[method](field, x, ts, generator=generator)
+    """Run the sampler named ``method`` (one of :data:`SAMPLERS`); ``generator`` feeds the stochastic ones."""
+    check_choice("sampler", method, SAMPLERS)
+    if method == "ddpm":
+        return sample_ddpm(field, x, ts, generator=generator)
+    if method == "sde":
+        return sample_reverse_sde(field, x, ts, generator=generator)
     return SAMPLERS[method](field, x, ts)
 
 
 def nfe(method: str, ts) -> int:
-    """Number of function evaluations ``method`` spends on the grid ``ts``."""
+    """Number of function evaluations ``method`` spends on the grid ``ts``.
+
+    >>> nfe("heun", [1.0, 0.5, 0.0]), nfe("ddim", [1.0, 0.5, 0.0])
+    (3, 2)
+    """
+    check_choice("sampler", method, SAMPLERS)
     ts = _grid(ts)
     n = len(ts) - 1
     if method in ("heun", "dpm2"):
         return 2 * n - (1 if float(ts[-1]) == 0.0 else 0)
-    if method in SAMPLERS:
-        return n
-    raise ValueError(f"unknown sampler {method!r}: use one of {', '.join(SAMPLERS)}")
+    return n
 
 
 def steps_for_nfe(method: str, n_evals: int, ends_at_zero: bool = False) -> int:
     """The number of steps that spends ``n_evals`` evaluations (rounded down for the two-evaluation solvers)."""
+    check_choice("sampler", method, SAMPLERS)
     if n_evals < 1:
         raise ValueError(f"n_evals must be positive, got {n_evals}")
     if method in ("heun", "dpm2"):
         return max(1, (n_evals + (1 if ends_at_zero else 0)) // 2)
-    if method in SAMPLERS:
-        return n_evals
-    raise ValueError(f"unknown sampler {method!r}: use one of {', '.join(SAMPLERS)}")
+    return n_evals

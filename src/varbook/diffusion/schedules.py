@@ -17,9 +17,25 @@ import math
 
 import torch
 
+from ..runtime import check_choice
 
-def _as_time(t, like: torch.Tensor | None = None, ends: str = "0 = data, 1 = noise") -> torch.Tensor:
-    """``t`` as a tensor (float64, or the dtype and device of ``like``), checked to lie in [0, 1]."""
+SPACINGS = ("uniform", "log_snr")
+r"""The time grids :func:`time_grid` builds: uniform in :math:`t`, or uniform in the log-SNR :math:`\lambda_t`."""
+
+
+def as_time(t, like: torch.Tensor | None = None, ends: str = "0 = data, 1 = noise") -> torch.Tensor:
+    """``t`` as a tensor (float64, or the dtype and device of ``like``), checked to lie in [0, 1].
+
+    The one time validator of :mod:`varbook.diffusion`; ``ends`` names the convention in the error
+    message (the interpolants pass ``"0 = base, 1 = target"``).
+
+    >>> as_time(0.25)
+    tensor(0.2500, dtype=torch.float64)
+    >>> as_time(1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: time must lie in [0, 1] (0 = data, 1 = noise), got values in [1.5, 1.5]
+    """
     t = torch.as_tensor(t, dtype=torch.float64 if like is None else like.dtype)
     if like is not None:
         t = t.to(like.device)
@@ -60,7 +76,7 @@ class Schedule:
 
     def __call__(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha_t, sigma_t)`` at ``t``."""
-        t = _as_time(t)
+        t = as_time(t)
         return self.alpha(t), self.sigma(t)
 
     def log_snr(self, t: torch.Tensor) -> torch.Tensor:
@@ -219,6 +235,9 @@ class Linear(Schedule):
     r"""The flow-matching (rectified-flow) path :math:`\alpha_t = 1 - t`, :math:`\sigma_t = t` :cite:`lipman2023flow,liu2023flow`.
 
     Its conditional velocity is :math:`\dot\alpha x_0 + \dot\sigma\epsilon = \epsilon - x_0`.
+
+    >>> Linear()(0.25)
+    (tensor(0.7500, dtype=torch.float64), tensor(0.2500, dtype=torch.float64))
     """
 
     name = "linear (flow matching)"
@@ -293,14 +312,16 @@ def time_grid(
     r"""A decreasing grid of ``n_steps + 1`` times from ``t_max`` to ``t_min`` (float64).
 
     ``spacing``: ``"uniform"`` in :math:`t`, or ``"log_snr"``, uniform in :math:`\lambda_t` (DPM-Solver's choice).
+
+    >>> time_grid(Linear(), 4, t_min=0.0, spacing="uniform")
+    tensor([1.0000, 0.7500, 0.5000, 0.2500, 0.0000], dtype=torch.float64)
     """
+    check_choice("spacing", spacing, SPACINGS)
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}")
     t_max = schedule.t_max if t_max is None else t_max
     if not 0 <= t_min < t_max <= 1:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
-    if spacing == "uniform":
-        return torch.linspace(t_max, t_min, n_steps + 1, dtype=torch.float64)
     if spacing == "log_snr":
         if t_min == 0:
             raise ValueError("a log-SNR grid needs t_min > 0 (lambda is infinite at t = 0)")
@@ -308,4 +329,4 @@ def time_grid(
         ts = schedule.t_of_log_snr(torch.linspace(float(ends[0]), float(ends[1]), n_steps + 1, dtype=torch.float64))
         ts[0], ts[-1] = t_max, t_min
         return ts
-    raise ValueError(f"unknown spacing {spacing!r}: use 'uniform' or 'log_snr'")
+    return torch.linspace(t_max, t_min, n_steps + 1, dtype=torch.float64)  # "uniform"

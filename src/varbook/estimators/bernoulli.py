@@ -22,12 +22,20 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions.utils import clamp_probs
+
+from ..protocols import Baseline
+from ..runtime import check_choice, rand_like, randn, randn_like
+from .variance import gradient_stats
 
 ESTIMATORS = ("reinforce", "st_id", "st_sigmoid", "sts", "noisy_relu")
+"""The estimators of :class:`BinaryStochastic`: REINFORCE, the two straight-through variants, STS, noisy ReLU."""
+ST_VARIANTS = ("st_id", "st_sigmoid")
+"""The straight-through variants of :func:`straight_through`: identity or sigmoid-derivative backward pass."""
 
 
 def _uniform(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(like.shape, dtype=like.dtype, device=like.device, generator=generator)
+    return rand_like(like, generator)
 
 
 def bernoulli_log_prob(h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -50,11 +58,11 @@ def straight_through(
     :math:`\partial L/\partial h` to :math:`a` unchanged; ``st_sigmoid`` multiplies it by
     :math:`\sigma'(a)`, as if :math:`h` had been :math:`\sigma(a)`.
     """
-    if variant not in ("st_id", "st_sigmoid"):
-        raise ValueError(f"unknown straight-through variant {variant!r}: use 'st_id' or 'st_sigmoid'")
+    check_choice("straight-through variant", variant, ST_VARIANTS)
     p = torch.sigmoid(a)
     hard = (_uniform(p, generator) < p.detach()).to(a.dtype)  # NaN probabilities give 0, never an error
     smooth = a if variant == "st_id" else p
+    # eq. st-straight-through: the value is `hard`, the gradient that of `smooth`
     return hard + (smooth - smooth.detach())
 
 
@@ -68,13 +76,13 @@ def stochastic_times_smooth(
     :math:`p` is clipped below at ``p_min`` because :math:`d\sqrt p/dp` is unbounded at 0.
     """
     sqrt_p = torch.sigmoid(a).clamp_min(p_min).sqrt()
-    b = (_uniform(sqrt_p, generator) < sqrt_p.detach()).to(a.dtype)
-    return b * sqrt_p
+    b = (_uniform(sqrt_p, generator) < sqrt_p.detach()).to(a.dtype)  # b ~ Bern(sqrt p)
+    return b * sqrt_p  # eq. st-sts: the gradient flows through sqrt(p) only
 
 
 def noisy_rectifier(a: torch.Tensor, std: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Noisy rectifier :math:`h=\max(0,a+s z)`, :math:`z\sim\mathcal N(0,1)`, trained by ordinary backprop."""
-    z = torch.randn(a.shape, dtype=a.dtype, device=a.device, generator=generator)
+    z = randn_like(a, generator)
     return F.relu(a + std * z)
 
 
@@ -83,16 +91,18 @@ def fire_probability(a: torch.Tensor, estimator: str, noise_std: float = 1.0, p_
 
     :math:`\sigma(a)` for binary units, :math:`\sqrt{\sigma(a)}` for STS, and
     :math:`\Phi(a/s)` for the noisy rectifier.
+
+    >>> fire_probability(torch.zeros(2), "st_sigmoid"), fire_probability(torch.zeros(2), "noisy_relu")
+    (tensor([0.5000, 0.5000]), tensor([0.5000, 0.5000]))
     """
+    check_choice("estimator", estimator, ESTIMATORS)
     if estimator in ("reinforce", "st_id", "st_sigmoid"):
         return torch.sigmoid(a)
     if estimator == "sts":
         return torch.sigmoid(a).clamp_min(p_min).sqrt()
-    if estimator == "noisy_relu":
-        if noise_std <= 0:
-            return (a > 0).to(a.dtype)
-        return 0.5 * (1 + torch.erf(a / (noise_std * math.sqrt(2))))
-    raise ValueError(f"unknown estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}")
+    if noise_std <= 0:  # the noisy rectifier
+        return (a > 0).to(a.dtype)
+    return 0.5 * (1 + torch.erf(a / (noise_std * math.sqrt(2))))
 
 
 class BinaryStochastic(nn.Module):
@@ -109,9 +119,7 @@ class BinaryStochastic(nn.Module):
 
     def __init__(self, estimator: str, noise_std: float = 1.0, p_min: float = 1e-4):
         super().__init__()
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}")
-        self.estimator = estimator
+        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         self.noise_std = noise_std
         self.p_min = p_min
         self._log_prob: torch.Tensor | None = None
@@ -141,7 +149,9 @@ class BinaryStochastic(nn.Module):
             return stochastic_times_smooth(a, generator, self.p_min)
         return noisy_rectifier(a, self.noise_std, generator)
 
-    def reinforce_surrogate(self, loss: torch.Tensor, baseline=None) -> torch.Tensor:
+    def reinforce_surrogate(
+        self, loss: torch.Tensor, baseline: Baseline | float | torch.Tensor | None = None
+    ) -> torch.Tensor:
         r"""Surrogate term whose gradient in :math:`a` is the REINFORCE estimate, averaged over the batch.
 
         ``loss`` holds the per-example loss :math:`L_n` (shape ``(N,)``). ``baseline`` is ``None``,
@@ -152,18 +162,20 @@ class BinaryStochastic(nn.Module):
         """
         if self.estimator != "reinforce":
             raise RuntimeError(f"reinforce_surrogate needs estimator='reinforce', not {self.estimator!r}")
-        if self._log_prob is None:
+        if self._log_prob is None or self._score is None:
             raise RuntimeError("call the layer in training mode before reinforce_surrogate")
         log_prob, score = self._log_prob, self._score
         self._log_prob = self._score = None
         loss = loss.detach().reshape(loss.shape[0], *([1] * (log_prob.dim() - 1)))
+        b: float | torch.Tensor
         if baseline is None:
             b = 0.0
-        elif hasattr(baseline, "value"):
+        elif isinstance(baseline, Baseline):
             b = baseline.value()
             baseline.update(score, loss.flatten())
         else:
             b = baseline
+        # d/da of (L - b) log P(h | a) is (h - p)(L - b): eq. st-reinforce
         return ((loss - b) * log_prob).sum() / log_prob.shape[0]
 
 
@@ -208,7 +220,7 @@ def exact_sts_gradient(
 
 
 def reinforce_moments(
-    a: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], baseline
+    a: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], baseline: float | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Exact mean and per-coordinate variance of :math:`(h-p)(L(h)-\bar L)` by enumeration.
 
@@ -228,7 +240,7 @@ def gradient_samples(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     n_samples: int,
     generator: torch.Generator | None = None,
-    baseline=None,
+    baseline: Baseline | float | torch.Tensor | None = None,
     noise_std: float = 1.0,
 ) -> torch.Tensor:
     """``n_samples`` independent estimates of the gradient of the expected loss in ``a``, shape ``(n_samples, n)``.
@@ -249,11 +261,62 @@ def gradient_samples(
     return grad
 
 
+def sample_estimators(
+    estimators: dict[str, tuple[str, Baseline | float | torch.Tensor | None]],
+    a: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_samples: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """:func:`gradient_samples` of several estimators at the same logits, drawn in the order given.
+
+    ``estimators`` maps a label to ``(estimator, baseline)`` (``baseline`` is used by
+    ``reinforce`` only; ``None`` means no baseline). Returns a label to ``(n_samples, n)`` map.
+
+    >>> toy = QuadraticToy(3, generator=torch.Generator().manual_seed(0))
+    >>> out = sample_estimators({"ST": ("st_sigmoid", None)}, torch.zeros(3, dtype=torch.float64), toy, 5)
+    >>> out["ST"].shape
+    torch.Size([5, 3])
+    """
+    return {
+        label: gradient_samples(name, a, loss_fn, n_samples, generator, baseline=baseline)
+        for label, (name, baseline) in estimators.items()
+    }
+
+
+def concrete_samples(
+    a: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    temperature: float,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""``n_samples`` single-sample gradients of :math:`\mathbb E[L(\tilde h)]` under the Concrete relaxation.
+
+    :math:`\tilde h=\sigma\big((\log u-\log(1-u)+\log p-\log(1-p))/\tau\big)`, :math:`u\sim U(0,1)`,
+    :math:`p=\sigma(a)` :cite:`maddison2017concrete,jang2017categorical`, differentiated pathwise.
+    It computes what ``torch.distributions.RelaxedBernoulli(tau, logits=a).rsample()`` does
+    (the same clamping, the same draws for the same random state), with a ``generator``.
+    The gradient is biased for the binary objective :math:`\mathbb E[L(h)]`.
+    """
+    logits = a.detach().expand(n_samples, -1).clone().requires_grad_(True)
+    p = clamp_probs(torch.sigmoid(logits))
+    u = clamp_probs(_uniform(logits, generator))
+    x = (u.log() - (-u).log1p() + p.log() - (-p).log1p()) / temperature  # logistic noise
+    finfo = torch.finfo(x.dtype)
+    h = torch.sigmoid(x).clamp(min=finfo.tiny, max=1.0 - finfo.eps)
+    (grad,) = torch.autograd.grad(loss_fn(h).sum(), logits)
+    return grad
+
+
 class QuadraticToy(nn.Module):
     r"""The toy loss :math:`L(h)=\lVert W h - y\rVert^2/m + c`, smooth in :math:`h` so that straight-through applies.
 
     ``offset`` :math:`c` shifts the mean loss, which is what a baseline must remove.
     """
+
+    W: torch.Tensor
+    y: torch.Tensor
 
     def __init__(
         self,
@@ -264,8 +327,8 @@ class QuadraticToy(nn.Module):
         dtype: torch.dtype = torch.float64,
     ):
         super().__init__()
-        self.register_buffer("W", torch.randn(m, n, generator=generator, dtype=dtype) / math.sqrt(n))
-        self.register_buffer("y", torch.randn(m, generator=generator, dtype=dtype))
+        self.register_buffer("W", randn(m, n, generator=generator, dtype=dtype) / math.sqrt(n))
+        self.register_buffer("y", randn(m, generator=generator, dtype=dtype))
         self.offset = offset
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -281,6 +344,9 @@ class BinaryStack(nn.Module):
     available at any depth; :meth:`sample_loss` runs the network with an estimator.
     """
 
+    W: torch.Tensor
+    c: torch.Tensor
+
     def __init__(
         self,
         width: int,
@@ -292,11 +358,11 @@ class BinaryStack(nn.Module):
     ):
         super().__init__()
         self.width, self.depth, self.loss_fn = width, depth, loss_fn
-        self.theta = nn.Parameter(torch.randn(width, generator=generator, dtype=dtype))
+        self.theta = nn.Parameter(randn(width, generator=generator, dtype=dtype))
         self.register_buffer(
-            "W", scale * torch.randn(depth - 1, width, width, generator=generator, dtype=dtype) / math.sqrt(width)
+            "W", scale * randn(depth - 1, width, width, generator=generator, dtype=dtype) / math.sqrt(width)
         )
-        self.register_buffer("c", torch.randn(depth - 1, width, generator=generator, dtype=dtype))
+        self.register_buffer("c", randn(depth - 1, width, generator=generator, dtype=dtype))
 
     def exact_loss(self) -> torch.Tensor:
         states = enumerate_binary(self.width, self.theta.dtype, self.theta.device)
@@ -330,3 +396,76 @@ class BinaryStack(nn.Module):
         """The exact gradient of :meth:`exact_loss` in :math:`\\theta`."""
         (grad,) = torch.autograd.grad(self.exact_loss(), self.theta)
         return grad
+
+    def expected_estimate(self, estimator: str) -> torch.Tensor:
+        r"""The exact expectation of one estimate of ``estimator`` in :math:`\theta`, by enumeration (no sampling).
+
+        For ``st_id`` / ``st_sigmoid`` the estimate of one run is
+        :math:`\hat g=s_1\odot W_1^\top(s_2\odot\cdots W_{D-1}^\top(s_D\odot\nabla L(h_D)))`, with
+        :math:`s_l=1` (ST-id) or :math:`\sigma'(a_l)` (ST-σ′) at the sampled states; its mean is summed
+        layer by layer over the :math:`2^{\text{width}}` states, from the loss down. For ``reinforce``
+        it is :math:`\mathbb E[(h_1-p_1)\,\mathbb E[L\mid h_1]]`, which equals :meth:`exact_gradient`
+        (the unbiased reference). This is the mean of :meth:`gradient_samples` without its
+        Monte Carlo noise, so its distance to the exact gradient is the estimator's bias alone.
+        """
+        check_choice("estimator", estimator, ("reinforce", *ST_VARIANTS))
+        theta = self.theta.detach()
+        states = enumerate_binary(self.width, theta.dtype, theta.device)
+        if estimator == "reinforce":
+            value = self.loss_fn(states)  # E[L | h_l], from the loss down to the first layer
+            for layer in reversed(range(self.depth - 1)):
+                logits = states @ self.W[layer].T + self.c[layer]
+                value = bernoulli_log_prob(states[None, :, :], logits[:, None, :]).sum(-1).exp() @ value
+            prob = bernoulli_log_prob(states, theta).sum(-1).exp()
+            return ((prob * value)[:, None] * (states - torch.sigmoid(theta))).sum(0)
+        h = states.clone().requires_grad_(True)
+        (v,) = torch.autograd.grad(self.loss_fn(h).sum(), h)  # dL/dh_D at every state
+        v = v.detach()
+        for layer in reversed(range(self.depth - 1)):  # v(h_l) = W^T (s_{l+1} * E[v(h_{l+1}) | h_l])
+            logits = states @ self.W[layer].T + self.c[layer]  # rows: the state h_l
+            trans = bernoulli_log_prob(states[None, :, :], logits[:, None, :]).sum(-1).exp()
+            slope = 1.0 if estimator == "st_id" else torch.sigmoid(logits) * torch.sigmoid(-logits)
+            v = (slope * (trans @ v)) @ self.W[layer]
+        slope0 = 1.0 if estimator == "st_id" else torch.sigmoid(theta) * torch.sigmoid(-theta)
+        return slope0 * (bernoulli_log_prob(states, theta).sum(-1).exp() @ v)
+
+
+def st_depth_cosines(
+    depths: list[int],
+    n_stacks: int,
+    seed: int = 0,
+    estimators: tuple[str, ...] = ("st_sigmoid", "st_id"),
+    width: int = 4,
+    n_samples: int | None = 2000,
+) -> dict[str, list[float]]:
+    r"""Mean cosine between the mean estimate of each estimator and the exact gradient, per depth.
+
+    For each depth :math:`D` and estimator, ``n_stacks`` random :class:`BinaryStack` s of ``width``
+    units per layer (loss :class:`QuadraticToy` with ``width`` outputs) are drawn from a generator seeded with
+    :math:`1000\,\text{seed}+D` (every estimator sees the same stacks); each gives
+    :math:`\cos(\bar g,\nabla_\theta\mathbb E[L])`, where :math:`\bar g` is the mean of ``n_samples``
+    estimates, or, with ``n_samples=None``, their exact expectation
+    (:meth:`BinaryStack.expected_estimate`: the cosine then measures bias only, and ``"reinforce"``
+    is allowed as the unbiased reference). Returns, per estimator, the mean cosine at each depth.
+    """
+    out: dict[str, list[float]] = {name: [] for name in estimators}
+    for depth in depths:
+        if n_samples is None:  # no sampling: draw the stacks once and take every estimator's expectation
+            g = torch.Generator().manual_seed(1000 * seed + depth)
+            cos: dict[str, list[float]] = {name: [] for name in estimators}
+            for _ in range(n_stacks):
+                stack = BinaryStack(width, depth, QuadraticToy(width, m=width, generator=g), generator=g)
+                exact = stack.exact_gradient()
+                for name in estimators:
+                    cos[name].append(float(F.cosine_similarity(stack.expected_estimate(name), exact, dim=0)))
+            for name in estimators:
+                out[name].append(float(torch.tensor(cos[name]).mean()))
+            continue
+        for name in estimators:
+            g = torch.Generator().manual_seed(1000 * seed + depth)
+            mc = []
+            for _ in range(n_stacks):
+                stack = BinaryStack(width, depth, QuadraticToy(width, m=width, generator=g), generator=g)
+                mc.append(gradient_stats(stack.gradient_samples(n_samples, name, g), stack.exact_gradient()).cosine)
+            out[name].append(float(torch.tensor(mc).mean()))
+    return out

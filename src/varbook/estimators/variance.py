@@ -69,6 +69,16 @@ def gradient_stats(samples: torch.Tensor, exact: torch.Tensor) -> GradientStats:
     return GradientStats(r, mean, bias, (var / r).sqrt(), trace_var, mse, cosine, snr)
 
 
+def mean_difference_z(x: GradientStats, y: GradientStats) -> float:
+    r"""The largest :math:`|\bar g^x_i-\bar g^y_i|/\sqrt{\mathrm{se}^x_i{}^2+\mathrm{se}^y_i{}^2}` over coordinates.
+
+    Two independent sets of estimates of the same quantity: about the largest of :math:`d`
+    standard-normal magnitudes when both estimators have the same mean (compare with
+    :func:`bonferroni_z`).
+    """
+    return float(((x.mean - y.mean) / (x.bias_se**2 + y.bias_se**2).sqrt()).abs().max())
+
+
 def bonferroni_z(n_coordinates: int, alpha: float = 0.01) -> float:
     r"""The two-sided bound :math:`z_{1-\alpha/(2d)}` that :math:`\max_i|z_i|` of an unbiased estimator exceeds with probability at most :math:`\alpha`.
 

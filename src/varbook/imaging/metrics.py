@@ -45,3 +45,8 @@ def ssim(
     vx, vy, cxy = blur(x * x) - mx**2, blur(ref * ref) - my**2, blur(x * ref) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)
+
+
+def quality(x: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0) -> dict[str, float]:
+    """Mean :func:`psnr` (dB) and mean :func:`ssim` of images ``x (batch, side * side)`` against ``ref``."""
+    return {"PSNR": float(psnr(x, ref, data_range).mean()), "SSIM": float(ssim(x, ref, data_range).mean())}

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from ..runtime import rand
+
 
 class LinearOperator:
     """Base class: subclasses define ``forward``, ``adjoint`` and ``pinv`` on flat images of side ``side``."""
@@ -70,7 +72,7 @@ class Inpainting(LinearOperator):
         """A mask that keeps each pixel independently with probability ``keep``."""
         if not 0 < keep <= 1:
             raise ValueError(f"keep must lie in (0, 1], got {keep}")
-        return cls(torch.rand(side * side, generator=generator) < keep)
+        return cls(rand(side * side, generator=generator) < keep)
 
     def forward(self, x):
         return x[:, self.index.to(x.device)]

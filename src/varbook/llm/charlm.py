@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import descend, progress
+from ..nn.transformer import TinyTransformer
+from ..runtime import History, descend, progress, randint, randperm
 
 PAD = 0
 
@@ -48,7 +50,7 @@ def lm_batch(stream: torch.Tensor, batch_size: int, seq_len: int, generator: tor
     """Random windows of a token stream: inputs and next-token targets, both ``(batch_size, seq_len)``."""
     if len(stream) <= seq_len + 1:
         raise ValueError(f"the text ({len(stream)} tokens) is shorter than one window of {seq_len + 1}")
-    start = torch.randint(len(stream) - seq_len - 1, (batch_size,), generator=generator)
+    start = randint(0, len(stream) - seq_len - 1, (batch_size,), generator=generator)
     idx = start[:, None] + torch.arange(seq_len + 1)
     chunk = stream[idx]
     return chunk[:, :-1], chunk[:, 1:]
@@ -64,18 +66,35 @@ def train_lm(
     lr: float = 3e-3,
     generator: torch.Generator | None = None,
     desc: str | None = None,
-) -> list[float]:
-    """Next-character cross-entropy with Adam; returns the loss per step."""
+) -> History:
+    """Next-character cross-entropy with Adam on random windows of ``stream``; logs ``loss`` per step.
+
+    ``generator`` draws the windows; ``desc`` labels a progress bar (``None``: silent).
+    """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     device = next(model.parameters()).device
-    losses = []
+    history = History()
     for step in progress(range(steps), desc=desc) if desc else range(steps):
         x, y = lm_batch(stream, batch_size, seq_len, generator)
         x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         descend(opt, loss, step)
-        losses.append(float(loss.detach()))
-    return losses
+        history.log(loss=loss.detach())
+    return history
+
+
+def pretraining_text(
+    plays: dict[str, str], held_out: list[str], n_plays: int = 30
+) -> tuple[CharTokenizer, torch.Tensor, list[str]]:
+    """The pre-training corpus: the spoken lines of the first ``n_plays`` plays not in ``held_out``.
+
+    Returns a tokenizer of every character of ``plays``, the encoded stream (lines joined by
+    newlines) and the names of the plays used.
+    """
+    names = [p for p in plays if p not in held_out][:n_plays]
+    tokenizer = CharTokenizer("".join(plays.values()))
+    stream = tokenizer.encode("\n".join(line for p in names for line in speech_lines(plays[p])))
+    return tokenizer, stream, names
 
 
 @dataclass
@@ -93,6 +112,17 @@ class LineTask:
 
     def to(self, device) -> LineTask:
         return LineTask(self.tokens.to(device), self.mask.to(device), self.labels.to(device), self.ids, self.names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> LineTask:
+        """The first ``n`` lines."""
+        return self.subset(torch.arange(n))
+
+    def holdout(self, n_test: int) -> tuple[LineTask, LineTask]:
+        """``(train, test)``: the first ``n_test`` lines are the test set, the rest the training set."""
+        return self.subset(torch.arange(n_test, len(self))), self.head(n_test)
 
 
 def play_lines_task(
@@ -113,21 +143,21 @@ def play_lines_task(
         lines = speech_lines(plays[name], min_chars)
         if len(lines) < per_play:
             raise ValueError(f"{name} has only {len(lines)} lines of at least {min_chars} characters")
-        for j in torch.randperm(len(lines), generator=g)[:per_play].tolist():
+        for j in randperm(len(lines), generator=g)[:per_play].tolist():
             rows.append(tokenizer.encode(lines[j][:max_len]))
             labels.append(label)
     tokens = torch.full((len(rows), max_len), PAD, dtype=torch.long)
     for i, r in enumerate(rows):
         tokens[i, : len(r)] = r
-    order = torch.randperm(len(rows), generator=g)
-    tokens, labels = tokens[order], torch.tensor(labels)[order]
-    return LineTask(tokens, tokens != PAD, labels, torch.arange(len(rows)), list(names))
+    order = randperm(len(rows), generator=g)
+    tokens = tokens[order]
+    return LineTask(tokens, tokens != PAD, torch.tensor(labels)[order], torch.arange(len(rows)), list(names))
 
 
 class LineClassifier(nn.Module):
     """A transformer's hidden states, mean-pooled over real tokens, then a linear layer."""
 
-    def __init__(self, backbone: nn.Module, d_model: int, n_classes: int):
+    def __init__(self, backbone: TinyTransformer, d_model: int, n_classes: int):
         super().__init__()
         self.backbone = backbone
         self.classify = nn.Linear(d_model, n_classes)
@@ -136,3 +166,23 @@ class LineClassifier(nn.Module):
         h = self.backbone.hidden(tokens)  # causal: position t sees the line up to t
         m = mask.unsqueeze(-1).to(h.dtype)
         return self.classify((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+
+def fresh_classifier(backbone: TinyTransformer, n_classes: int) -> LineClassifier:
+    """A :class:`LineClassifier` with a new linear layer on a deep copy of ``backbone`` (left untouched).
+
+    ``backbone`` is a :class:`~varbook.nn.transformer.TinyTransformer` (its width is read from its
+    embedding); the new layer is initialised from torch's global generator.
+    """
+    return LineClassifier(copy.deepcopy(backbone), backbone.embed.embedding_dim, n_classes)
+
+
+def classification_loss(model: nn.Module, task: LineTask) -> torch.Tensor:
+    """Mean cross-entropy of ``model(tokens, mask)`` against the labels of every line of ``task``."""
+    return F.cross_entropy(model(task.tokens, task.mask), task.labels)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, task: LineTask) -> float:
+    """Fraction of the lines of ``task`` whose play ``model`` names correctly."""
+    return float((model(task.tokens, task.mask).argmax(1) == task.labels).float().mean())

@@ -16,11 +16,18 @@ The input gradient :math:`\nabla Y\,W` and the bias gradient stay exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.transformer import TinyTransformer
+from ..runtime import History, Meter, check_choice, descend, multinomial, progress, randint, seed_all
+from .charlm import LineTask, accuracy, fresh_classifier
+
 SAMPLERS = ("exact", "uniform", "crs", "topk", "wta_crs")
+"""The row samplers: all rows, uniform, column-row sampling, deterministic top-k, winner-take-all CRS."""
 
 
 def _check_ratio(ratio: float) -> None:
@@ -29,8 +36,7 @@ def _check_ratio(ratio: float) -> None:
 
 
 def _check_sampler(sampler: str) -> None:
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    check_choice("sampler", sampler, SAMPLERS)
 
 
 def sample_size(n: int, ratio: float) -> int:
@@ -57,14 +63,15 @@ def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generato
     if sampler == "exact" or (k >= n and sampler in ("topk", "wta_crs")):  # every row kept: exact
         return torch.arange(n, device=p.device), torch.ones(n, dtype=p.dtype, device=p.device)
     if sampler == "uniform":
-        idx = torch.randint(n, (k,), generator=generator).to(p.device)
+        idx = randint(0, n, (k,), generator=generator, device=p.device)
         return idx, torch.full((k,), n / k, dtype=p.dtype, device=p.device)
-    if sampler == "crs":
-        idx = torch.multinomial(p.cpu(), k, replacement=True, generator=generator).to(p.device)
+    if sampler == "crs":  # eq. wta-crs-estimate: k i.i.d. draws, weights 1 / (k p_i)
+        idx = multinomial(p, k, replacement=True, generator=generator)
         return idx, 1.0 / (k * p[idx])
     if sampler == "topk":
         idx = p.topk(k).indices
         return idx, torch.ones(k, dtype=p.dtype, device=p.device)
+    # eq. wta-estimate: the winners C kept exactly, k - |C| draws from p restricted to the rest
     c = winner_count(p, k)
     winners = p.topk(c).indices if c else torch.empty(0, dtype=torch.long, device=p.device)
     rest = p.clone()
@@ -73,7 +80,7 @@ def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generato
     k_s = k - c
     if k_s == 0 or float(rest.sum()) <= 0:
         return winners, torch.ones(c, dtype=p.dtype, device=p.device)
-    drawn = torch.multinomial(rest.cpu() / rest.sum().cpu(), k_s, replacement=True, generator=generator).to(p.device)
+    drawn = multinomial(rest / rest.sum(), k_s, replacement=True, generator=generator)
     idx = torch.cat([winners, drawn])
     w = torch.cat([torch.ones(c, dtype=p.dtype, device=p.device), mass / (k_s * p[drawn])])
     return idx, w
@@ -109,6 +116,7 @@ def expected_error(x: torch.Tensor, grad_y: torch.Tensor, k: int, sampler: str, 
     over the sampled set; WTA-CRS applies it to the rows outside :math:`C` with :math:`q=p/(1-P_C)`
     and :math:`k_s` draws; top-:math:`k` has no variance, only the squared bias :math:`\lVert\sum_{i\notin\mathrm{top}}G_i\rVert^2`.
     """
+    _check_sampler(sampler)
     p = optimal_probabilities(x, grad_y) if p is None else p
     n = x.shape[0]
     g2 = (grad_y.norm(dim=-1) * x.norm(dim=-1)) ** 2
@@ -127,14 +135,12 @@ def expected_error(x: torch.Tensor, grad_y: torch.Tensor, k: int, sampler: str, 
         rest = torch.ones(n, dtype=torch.bool)
         rest[p.topk(min(k, n)).indices] = False
         return float((grad_y[rest].T @ x[rest]).pow(2).sum())
-    if sampler == "wta_crs":
-        c = winner_count(p, k)
-        rest = torch.ones(n, dtype=torch.bool)
-        if c:
-            rest[p.topk(c).indices] = False
-        mass = float(p[rest].sum())
-        return iid(rest.nonzero().flatten(), p[rest] / mass, k - c) if k > c else 0.0
-    raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    c = winner_count(p, k)  # wta_crs
+    rest = torch.ones(n, dtype=torch.bool)
+    if c:
+        rest[p.topk(c).indices] = False
+    mass = float(p[rest].sum())
+    return iid(rest.nonzero().flatten(), p[rest] / mass, k - c) if k > c else 0.0
 
 
 class _ApproxLinearFunction(torch.autograd.Function):
@@ -164,7 +170,7 @@ class _ApproxLinearFunction(torch.autograd.Function):
         g = grad_out.reshape(-1, grad_out.shape[-1])
         grad_x = (g @ weight).view(ctx.shape)
         rows = g if ctx.idx is None else g[ctx.idx]
-        grad_w = rows.T @ kept
+        grad_w = rows.T @ kept  # eq. wta-gradient over the kept rows: sum_t w_t dY_t X_t^T
         grad_b = g.sum(0) if ctx.has_bias else None
         ctx.layer.store_grad_norms(g.detach().norm(dim=-1))
         return grad_x, grad_w, grad_b, None
@@ -199,9 +205,10 @@ class ApproxLinear(nn.Linear):
         if self.example_ids is None or not self._cache:
             return None
         rows = [self._cache.get(int(i)) for i in self.example_ids]
-        if any(r is None for r in rows):
+        kept = [r for r in rows if r is not None]
+        if len(kept) < len(rows):
             return None
-        norms = torch.cat(rows).to(device)
+        norms = torch.cat(kept).to(device)
         return norms if norms.numel() == n and bool((norms > 0).any()) else None
 
     def store_grad_norms(self, norms: torch.Tensor) -> None:
@@ -279,6 +286,210 @@ class SavedBytes:
         self._ctx.__exit__(*exc)
 
 
+# ----------------------------------------------------------------------------------------
+# Experiments of the chapter: estimator errors on captured activations, memory, fine-tuning
+# ----------------------------------------------------------------------------------------
+
+
+def capture_linear_io(layer: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The input :math:`X` and output gradient :math:`\nabla Y` of ``layer`` in one backward pass.
+
+    Registers hooks on ``layer``, calls ``loss_fn()`` (a forward pass through a model that uses
+    ``layer``) and back-propagates the loss. Returns both as ``(N, features)`` float64 matrices on
+    the CPU, one row per token.
+    """
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(module, inputs, output):
+        captured["x"] = inputs[0]
+        output.register_hook(lambda grad: captured.update(gy=grad))
+
+    handle = layer.register_forward_hook(capture)
+    try:
+        loss_fn().backward()
+    finally:
+        handle.remove()
+    x, gy = captured["x"].detach(), captured["gy"].detach()
+    return x.reshape(-1, x.shape[-1]).double().cpu(), gy.reshape(-1, gy.shape[-1]).double().cpu()
+
+
+def relative_errors(
+    x: torch.Tensor, grad_y: torch.Tensor, samplers: list[str], ratios: list[float]
+) -> list[dict[str, float | str]]:
+    r"""Closed-form :math:`\mathbb E\lVert\widehat{\nabla W}-\nabla W\rVert^2/\lVert\nabla W\rVert^2` per ratio and sampler.
+
+    One row per (keep ratio, sampler), with two sets of row probabilities: ``"oracle norms"``,
+    :math:`p_i\propto\lVert\nabla Y_i\rVert\lVert X_i\rVert`, and ``"input norms only"``,
+    :math:`p_i\propto\lVert X_i\rVert` (what a layer uses before it has seen the gradients).
+    """
+    norm2 = (grad_y.T @ x).pow(2).sum().item()
+    oracle, x_only = optimal_probabilities(x, grad_y), optimal_probabilities(x)
+    rows: list[dict[str, float | str]] = []
+    for ratio in ratios:
+        k = sample_size(x.shape[0], ratio)
+        for sampler in samplers:
+            rows.append(
+                {
+                    "ratio": ratio,
+                    "sampler": sampler,
+                    "oracle norms": expected_error(x, grad_y, k, sampler, oracle) / norm2,
+                    "input norms only": expected_error(x, grad_y, k, sampler, x_only) / norm2,
+                }
+            )
+    return rows
+
+
+def monte_carlo_check(
+    x: torch.Tensor,
+    grad_y: torch.Tensor,
+    k: int,
+    sampler: str,
+    n_draws: int,
+    p: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    r"""``n_draws`` estimates of :math:`\nabla W` from ``k`` rows against the exact gradient and the closed form.
+
+    Returns the fraction of the entries of :math:`\nabla W` whose Monte Carlo mean lies within 3
+    standard errors of the exact value (about 0.997 for an unbiased estimator), and the measured
+    mean squared error over :func:`expected_error`.
+    """
+    p = optimal_probabilities(x, grad_y) if p is None else p
+    exact = (grad_y.T @ x).flatten()
+    draws = torch.stack([approx_weight_grad(x, grad_y, k, sampler, p, generator).flatten() for _ in range(n_draws)])
+    se = draws.std(0) / draws.shape[0] ** 0.5
+    z = (draws.mean(0) - exact) / se.clamp_min(1e-300)
+    measured = ((draws - exact) ** 2).sum(1).mean().item()
+    return {
+        "entries within 3 s.e.": float((z.abs() < 3).double().mean()),
+        "MC error / closed form": measured / expected_error(x, grad_y, k, sampler, p),
+    }
+
+
+def saved_bytes(model: nn.Module, sampler: str, ratio: float, *inputs: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward in one forward pass of ``model(*inputs)`` with ``sampler``.
+
+    Every :class:`ApproxLinear` of ``model`` uses ``sampler`` at ``ratio`` for this pass and
+    gets its own sampler back afterwards; parameters are not counted (:class:`SavedBytes`).
+    """
+    layers = [m for m in model.modules() if isinstance(m, ApproxLinear)]
+    before = [(m.sampler, m.ratio) for m in layers]
+    set_sampler(model, sampler, ratio)
+    try:
+        with SavedBytes(model.parameters()) as meter:
+            out = model(*inputs)
+        del out
+    finally:
+        for m, (s, r) in zip(layers, before, strict=True):
+            m.sampler, m.ratio = s, r
+    return meter.bytes
+
+
+def fine_tune(
+    model: nn.Module,
+    task: LineTask,
+    steps: int,
+    *,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+) -> History:
+    """Adam on the cross-entropy of ``batch_size`` random lines of ``task`` per step; logs ``loss``.
+
+    Before each step the :class:`ApproxLinear` layers learn which lines are in the batch, so
+    they can reuse the output-gradient norms cached the last time those lines were seen.
+    ``generator`` draws the batches; ``desc`` labels a progress bar (``None``: silent).
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    device = next(model.parameters()).device
+    tr = task.to(device)
+    history = History()
+    for step in progress(range(steps), desc=desc) if desc else range(steps):
+        idx = randint(0, len(tr.labels), (batch_size,), generator=generator)
+        set_example_ids(model, tr.ids[idx])
+        idx = idx.to(device)
+        loss = F.cross_entropy(model(tr.tokens[idx], tr.mask[idx]), tr.labels[idx])
+        descend(opt, loss, step)
+        history.log(loss=loss.detach())
+    set_example_ids(model, None)
+    return history
+
+
+def fine_tune_samplers(
+    backbone: TinyTransformer,
+    train: LineTask,
+    test: LineTask,
+    samplers: list[str],
+    *,
+    steps: int,
+    seed: int,
+    ratio: float = 0.3,
+    desc: str | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Fine-tune a fresh classifier on a copy of ``backbone`` with each sampler: test accuracy and ms per step.
+
+    Each run seeds torch's global generator with ``seed`` (the new layer, the row sampling) and
+    draws its batches from a generator seeded with ``seed``, so that the runs differ only in the
+    sampler of their :class:`ApproxLinear` layers (at keep ratio ``ratio``). ``desc`` labels a
+    progress bar over the samplers.
+    """
+    device = next(backbone.parameters()).device
+    out = {}
+    for sampler in progress(samplers, desc=desc) if desc else samplers:
+        seed_all(seed)
+        model = fresh_classifier(backbone, len(train.names)).to(device)
+        set_sampler(model, sampler, ratio)
+        g = torch.Generator().manual_seed(seed)
+        with Meter(device) as meter:
+            fine_tune(model, train, steps, generator=g)
+        out[sampler] = (accuracy(model, test.to(device)), 1e3 * meter.seconds / steps)
+    return out
+
+
+def batch_ratio_under_budget(
+    make_model: Callable[[], nn.Module],
+    task: LineTask,
+    samplers: tuple[str, str] = ("exact", "wta_crs"),
+    ratio: float = 0.3,
+    batches: tuple[int, int] = (256, 1024),
+    budget: int = 4 * 2**30,
+) -> dict[str, float]:
+    """GPU memory per line of a training step, and how much larger a batch ``samplers[1]`` fits in ``budget``.
+
+    For each sampler, the peak CUDA memory of one forward and backward pass of a fresh
+    ``make_model()`` is measured at two batch sizes; a line through the two points gives the
+    memory per line (slope) and the fixed cost (intercept), hence the largest batch under
+    ``budget`` bytes. Needs a CUDA device (that of ``make_model()``'s parameters).
+    """
+    slopes = {}
+    for sampler in samplers:
+        peaks = []
+        for batch_size in batches:
+            model = make_model()
+            device = next(model.parameters()).device
+            if device.type != "cuda":
+                raise ValueError("batch_ratio_under_budget measures CUDA memory: build the model on a GPU")
+            set_sampler(model, sampler, ratio)
+            tr = task.to(device)
+            idx = torch.arange(batch_size, device=device) % len(tr.labels)
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            F.cross_entropy(model(tr.tokens[idx], tr.mask[idx]), tr.labels[idx]).backward()
+            torch.cuda.synchronize()
+            peaks.append(torch.cuda.max_memory_allocated() - base)
+        slope = (peaks[1] - peaks[0]) / (batches[1] - batches[0])
+        slopes[sampler] = (slope, peaks[0] - batches[0] * slope)
+    fits = {s: (budget - b) / a for s, (a, b) in slopes.items()}
+    first, second = samplers
+    return {
+        f"MiB per line, {first}": slopes[first][0] / 2**20,
+        f"MiB per line, {second}@{ratio}": slopes[second][0] / 2**20,
+        "batch ratio": fits[second] / fits[first],
+    }
+
+
 __all__ = [
     "SAMPLERS",
     "sample_size",
@@ -292,4 +503,11 @@ __all__ = [
     "set_sampler",
     "set_example_ids",
     "SavedBytes",
+    "capture_linear_io",
+    "relative_errors",
+    "monte_carlo_check",
+    "saved_bytes",
+    "fine_tune",
+    "fine_tune_samplers",
+    "batch_ratio_under_budget",
 ]

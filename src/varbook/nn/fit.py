@@ -1,4 +1,9 @@
-"""One minibatch training loop for the models that need nothing more: Adam, a cosine learning-rate decay, a progress bar."""
+"""One minibatch training loop for the models that need nothing more: Adam, a cosine learning-rate decay, a progress bar.
+
+Both loops follow the library's training-loop contract: they step through
+:func:`~varbook.runtime.descend`, take ``desc`` (a progress-bar label, ``None`` for silence) and
+report a :class:`~varbook.runtime.History`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..runtime import descend, progress
+from ..runtime import History, descend, progress, randint
 from .mlp import MLP
 
 
@@ -21,13 +26,15 @@ def train_steps(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     cosine: bool = True,
-    desc: str = "training",
+    desc: str | None = None,
     generator: torch.Generator | None = None,
-) -> list[float]:
+) -> History:
     """Run ``steps`` Adam steps on ``loss_fn(*batch)``, each batch drawn with replacement from ``tensors``.
 
-    All tensors share their first dimension and live on the model's device. Returns the loss of every
-    step; stops with :class:`~varbook.runtime.NonFiniteLossError` if the loss stops being finite.
+    All tensors share their first dimension and live on the model's device. Returns a
+    :class:`~varbook.runtime.History` with the loss of every step (``history["loss"]``); stops with
+    :class:`~varbook.runtime.NonFiniteLossError` if the loss stops being finite. ``desc`` labels
+    a progress bar; ``None`` trains silently.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
@@ -36,17 +43,17 @@ def train_steps(
         raise ValueError("all tensors must have the same number of rows")
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
-    losses = []
+    history = History()
     model.train()
-    for step in progress(range(steps), desc=desc):
-        idx = torch.randint(0, n, (batch_size,), generator=generator).to(tensors[0].device)
+    for step in range(steps) if desc is None else progress(range(steps), desc=desc):
+        idx = randint(0, n, (batch_size,), generator=generator, device=tensors[0].device)
         loss = loss_fn(*(t[idx] for t in tensors))
-        descend(opt, loss, step, f"{desc} loss")
+        descend(opt, loss, step, "training loss" if desc is None else f"{desc} loss")
         if sched is not None:
             sched.step()
-        losses.append(float(loss.detach()))
+        history.log(loss=loss.detach())
     model.eval()
-    return losses
+    return history
 
 
 def fit_classifier(
@@ -57,12 +64,13 @@ def fit_classifier(
     batch_size: int = 128,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    desc: str = "classifier",
-):
+    desc: str | None = None,
+) -> MLP:
     """An :class:`~varbook.nn.MLP` classifier of flat inputs ``x`` with integer labels ``y``, trained by :func:`train_steps`.
 
     The chapters use it as a fixed judge of generated images: its accuracy on samples and the
-    Fréchet distance of its last hidden layer (:meth:`~varbook.nn.MLP.features`).
+    Fréchet distance of its last hidden layer (:meth:`~varbook.nn.MLP.features`). ``desc`` labels
+    a progress bar (``None``: silent).
     """
     if x.dim() != 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(f"need flat inputs (N, d) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}")

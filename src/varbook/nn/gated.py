@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Split, minibatches
+from ..estimators.baselines import PerUnitOptimalBaseline
 from ..estimators.bernoulli import BinaryStochastic
-from ..runtime import descend, progress
+from ..protocols import Baseline
+from ..runtime import History, descend, progress, randperm, seed_all
 from .mlp import MLP
 
 
@@ -48,6 +50,8 @@ class GatedMLP(nn.Module):
         self.main = nn.Linear(d_in, n_blocks * block_size)
         self.classifier = nn.Linear(n_blocks * block_size, n_classes)
         self.estimator = estimator
+        self.gater: MLP | None
+        self.gate: BinaryStochastic | None
         if estimator is None:
             self.gater = None
             self.gate = None
@@ -61,20 +65,28 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         hidden = F.relu(self.main(x)).view(x.shape[0], self.n_blocks, self.block_size)
-        if not self.gated:
+        if self.gater is None or self.gate is None:  # dense
             return self.classifier(hidden.flatten(1)), None
         a = self.gater(x)
         g = self.gate(a, generator)
         return self.classifier((hidden * g.unsqueeze(-1)).flatten(1)), a
 
-    def gates(self, x: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+    def classify(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """The logits of ``x`` with given ``gates`` ``(N, n_blocks)`` in place of the gater's."""
+        hidden = F.relu(self.main(x)).view(x.shape[0], self.n_blocks, self.block_size)
+        return self.classifier((hidden * gates.unsqueeze(-1)).flatten(1))
+
+    def gates(
+        self, x: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """The gates the model uses on ``x`` in its current mode (all ones when dense).
 
-        ``a`` are the gate pre-activations if a forward pass already computed them.
+        ``a`` are the gate pre-activations if a forward pass already computed them; ``generator``
+        draws the gates in training mode (in evaluation mode they are deterministic).
         """
-        if not self.gated:
+        if self.gater is None or self.gate is None:
             return torch.ones(x.shape[0], self.n_blocks, device=x.device)
-        return self.gate(self.gater(x) if a is None else a)
+        return self.gate(self.gater(x) if a is None else a, generator)
 
     def multiply_adds(self, gates: torch.Tensor) -> dict[str, float]:
         """Multiply-adds per example: those performed with ``gates`` (zero gates skip their block) and the dense count.
@@ -103,10 +115,12 @@ class GateStats:
     gate_rate: float
     skipped_main: float
     skipped_total: float
+    accuracy_shuffled: float = float("nan")
 
     def as_row(self) -> dict:
         return {
             "accuracy": self.accuracy,
+            "accuracy, gates shuffled": self.accuracy_shuffled,
             "gate rate": self.gate_rate,
             "skipped MACs (main path)": self.skipped_main,
             "skipped MACs (whole net)": self.skipped_total,
@@ -115,11 +129,18 @@ class GateStats:
 
 @torch.no_grad()
 def evaluate_gated(model: GatedMLP, x: torch.Tensor, y: torch.Tensor) -> GateStats:
-    """Accuracy, fraction of non-zero gates, and skipped multiply-adds with the noise off (``model.eval()``)."""
+    """Accuracy, fraction of non-zero gates, and skipped multiply-adds with the noise off (``model.eval()``).
+
+    ``accuracy_shuffled`` is the accuracy when each image gets the gates of another test image (a
+    fixed random permutation): the same gate rate, but gates that no longer depend on the input.
+    When it is as high as ``accuracy``, the gating is not conditional on the input.
+    """
     was_training = model.training
     model.eval()
     logits, a = model(x)
     gates = model.gates(x, a)
+    perm = randperm(x.shape[0], generator=torch.Generator().manual_seed(0), device=x.device)
+    shuffled = model.classify(x, gates[perm])
     model.train(was_training)
     macs = model.multiply_adds(gates)
     return GateStats(
@@ -127,6 +148,7 @@ def evaluate_gated(model: GatedMLP, x: torch.Tensor, y: torch.Tensor) -> GateSta
         gate_rate=float((gates != 0).double().mean()),
         skipped_main=1 - macs["main_performed"] / macs["main_dense"],
         skipped_total=1 - macs["total_performed"] / macs["main_dense"],
+        accuracy_shuffled=float((shuffled.argmax(1) == y).float().mean()),
     )
 
 
@@ -137,7 +159,7 @@ def gated_loss(
     *,
     target_rate: float,
     sparsity_cost: float,
-    baseline=None,
+    baseline: Baseline | float | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training objective of one minibatch: returns (loss to differentiate, mean cross-entropy).
@@ -148,7 +170,8 @@ def gated_loss(
     logits, a = model(x, generator)
     ce = F.cross_entropy(logits, y, reduction="none")
     loss = ce.mean()
-    if model.gated:
+    if model.gate is not None:
+        # eq. st-sparsity, on the batch mean of P(gate j is non-zero)
         rate = model.gate.fire_probability(a).mean(0)
         loss = loss + sparsity_cost * ((rate - target_rate) ** 2).sum()
         if model.estimator == "reinforce":
@@ -166,22 +189,22 @@ def train_gated(
     momentum: float = 0.0,
     target_rate: float = 0.2,
     sparsity_cost: float = 1.0,
-    baseline=None,
+    baseline: Baseline | float | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     desc: str | None = None,
-    show_progress: bool = True,
-) -> dict[str, list[float]]:
+) -> History:
     """Minibatch SGD on :func:`gated_loss`; returns per-epoch training cross-entropy and test accuracy/gate rate.
 
-    Stops with :class:`~varbook.runtime.NonFiniteLossError` if the loss becomes NaN or infinite.
+    ``generator`` orders the minibatches; the gates draw their noise from torch's global
+    generator. ``desc`` labels a progress bar over epochs (``None``: silent). The history has
+    ``train_ce``, ``test_accuracy`` and ``test_gate_rate``, one value per epoch. Stops with
+    :class:`~varbook.runtime.NonFiniteLossError` if the loss becomes NaN or infinite.
     """
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    history: dict[str, list[float]] = {"train_ce": [], "test_accuracy": [], "test_gate_rate": []}
+    history = History()
     device = data.x_train.device
     step = 0
-    epochs_iter = range(epochs)
-    if show_progress:
-        epochs_iter = progress(epochs_iter, desc=desc or (model.estimator or "dense"), leave=True)
+    epochs_iter = range(epochs) if desc is None else progress(range(epochs), desc=desc, leave=True)
     for _ in epochs_iter:
         model.train()
         total, count = 0.0, 0
@@ -200,7 +223,75 @@ def train_gated(
             count += len(idx)
             step += 1
         stats = evaluate_gated(model, data.x_test, data.y_test)
-        history["train_ce"].append(total / count)
-        history["test_accuracy"].append(stats.accuracy)
-        history["test_gate_rate"].append(stats.gate_rate)
+        history.log(train_ce=total / count, test_accuracy=stats.accuracy, test_gate_rate=stats.gate_rate)
     return history
+
+
+def fit_gated(
+    data: Split,
+    estimator: str | None,
+    *,
+    target_rate: float,
+    seed: int,
+    n_blocks: int = 16,
+    block_size: int = 16,
+    gater_hidden: int = 32,
+    epochs: int = 30,
+    batch_size: int = 32,
+    noise_std: float = 1.0,
+    sparsity_cost: float = 0.1,
+    desc: str | None = None,
+) -> tuple[GatedMLP, History]:
+    """Build and train one gated network with the settings of the chapter, from ``seed``.
+
+    Seeds torch's global generator (initial weights, gate noise) and a minibatch generator
+    with ``seed``. Plain SGD, learning rate 0.1, sparsity cost 0.1 (``sparsity_cost``; a negative
+    value is the sign mistake the chapter's negative control makes); momentum 0.5 for STS and 0
+    otherwise; REINFORCE gates use a :class:`~varbook.estimators.PerUnitOptimalBaseline`
+    (moving averages with momentum 0.9). ``estimator=None`` trains the dense network.
+    """
+    seed_all(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = GatedMLP(
+        data.n_features, data.n_classes, n_blocks, block_size, gater_hidden, estimator=estimator, noise_std=noise_std
+    ).to(data.x_train.device)
+    history = train_gated(
+        model,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=0.1,
+        momentum=0.5 if estimator == "sts" else 0.0,
+        target_rate=target_rate,
+        sparsity_cost=sparsity_cost,
+        baseline=PerUnitOptimalBaseline(0.9) if estimator == "reinforce" else None,
+        generator=g,
+        desc=desc,
+    )
+    return model, history
+
+
+def sweep_gated(
+    data: Split,
+    estimators: dict[str, str],
+    rates: list[float],
+    seeds: list[int],
+    desc: str | None = None,
+    **settings,
+) -> tuple[list[dict], dict[tuple, History]]:
+    """Train the dense network and every (estimator, target rate) pair for each seed, then test them.
+
+    ``estimators`` maps a label to an estimator name; ``settings`` go to :func:`fit_gated`. The
+    dense networks are trained first (label ``"dense"``, rate 1.0), then, for each seed, every
+    estimator at every rate. Returns one row per network (label, target rate, seed and
+    :meth:`GateStats.as_row`) and the histories keyed by ``(label, rate, seed)``.
+    """
+    jobs: list[tuple[str, str | None, float, int]] = [("dense", None, 1.0, s) for s in seeds]
+    jobs += [(label, name, rate, s) for s in seeds for label, name in estimators.items() for rate in rates]
+    rows, histories = [], {}
+    for label, name, rate, s in progress(jobs, desc=desc, disable=desc is None):
+        model, history = fit_gated(data, name, target_rate=rate, seed=s, **settings)
+        stats = evaluate_gated(model, data.x_test, data.y_test)
+        rows.append({"estimator": label, "target rate": rate, "seed": s, **stats.as_row()})
+        histories[(label, rate, s)] = history
+    return rows, histories

@@ -39,7 +39,7 @@ class _Conditioning(nn.Module):
         if len(ts) != self.n_times:
             raise ValueError(f"this network takes {self.n_times} time argument(s), got {len(ts)}")
         h = self.proj(torch.cat([sinusoidal_embedding(t, self.time_dim) for t in ts], dim=1))
-        if self.classes is None:
+        if self.classes is None or self.n_classes is None:
             if c is not None:
                 raise ValueError("this network was built without classes (n_classes=None) but got labels")
             return h

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import check_choice
+
 POSITIONAL = ("learned", "sinusoidal", "none")
 
 
@@ -79,8 +81,7 @@ class TinyTransformer(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        if positional not in POSITIONAL:
-            raise ValueError(f"unknown positional encoding {positional!r}: use one of {', '.join(POSITIONAL)}")
+        check_choice("positional encoding", positional, POSITIONAL)
         self.max_len, self.positional, self.causal = max_len, positional, causal
         self.embed = nn.Embedding(vocab_size, d_model)
         if positional == "learned":

@@ -16,8 +16,9 @@ sampling. Scoring uses :math:`z=\mu` and excludes the fold-in items.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import nn
 from ..data import minibatches
 from ..estimators.reparam import reparameterize
 from ..nn import MLP
-from ..runtime import descend, progress
+from ..runtime import History, check_choice, descend, progress
 from ..vi.kl import gaussian_kl_standard
 from ..vi.models import bernoulli_log_likelihood
 from .metrics import ndcg_at_k
@@ -45,9 +46,8 @@ def log_likelihood(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "mul
         return (F.log_softmax(logits, -1) * x).sum(-1)
     if likelihood == "gaussian":
         return -0.5 * ((torch.sigmoid(logits) - x) ** 2).sum(-1)
-    if likelihood == "logistic":
-        return bernoulli_log_likelihood(logits, x)
-    raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    return bernoulli_log_likelihood(logits, x)  # logistic
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,7 @@ def _init(module: nn.Module) -> None:
 
 
 def _check_likelihood(likelihood: str) -> None:
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+    check_choice("likelihood", likelihood, LIKELIHOODS)
 
 
 class _Recommender(nn.Module):
@@ -100,15 +99,21 @@ class MultVAE(_Recommender):
         self.likelihood = likelihood
         _init(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoder logits, :math:`\\mu` and :math:`\\log\\sigma^2`; samples :math:`z` in training, :math:`z=\\mu` in evaluation."""
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoder logits, :math:`\\mu` and :math:`\\log\\sigma^2`; samples :math:`z` in training, :math:`z=\\mu` in evaluation.
+
+        ``generator`` draws :math:`z` (``None``: torch's global generator, which also drives the input dropout).
+        """
         mu, log_var = self.encoder(self.drop(_normalise(x))).chunk(2, -1)
-        z = reparameterize(mu, log_var) if self.training else mu
+        z = reparameterize(mu, log_var, generator) if self.training else mu
         return self.decoder(z), mu, log_var
 
     def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
         """The negative β-ELBO averaged over users (log-likelihood summed over items)."""
         logits, mu, log_var = self(x)
+        # -(Σ_i x_i log π_i(z) - β KL(q(z|x) || N(0, I))), one z ~ q per user
         return (-log_likelihood(logits, x, self.likelihood) + beta * gaussian_kl_standard(mu, log_var)).mean()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,27 +159,43 @@ def beta_at(step: int, total_anneal_steps: int, cap: float) -> float:
     return min(cap, step / total_anneal_steps)
 
 
-def evaluate(model: nn.Module, split: HeldOut, k: int, batch_size: int = 500) -> torch.Tensor:
+class Scorer(Protocol):
+    """Anything that ranks items for users: the autoencoders here, :class:`~varbook.recsys.baselines.EASE`, ..."""
+
+    def scores(self, x: torch.Tensor, /) -> torch.Tensor:
+        """Item scores ``(users, items)`` from the click vectors ``x`` ``(users, items)``."""
+        ...
+
+
+def rank_scores(model: Scorer, fold_in: torch.Tensor) -> torch.Tensor:
+    """``model``'s item scores in float64, with the fold-in items excluded (:math:`-\\infty`): what the metrics rank."""
+    scores = model.scores(fold_in).to(torch.float64)
+    scores[fold_in > 0] = -torch.inf
+    return scores
+
+
+def evaluate(model: Scorer, split: HeldOut, k: int, batch_size: int = 500) -> torch.Tensor:
     """NDCG@k of every held-out user, scoring from the fold-in clicks with those items excluded."""
     out = []
     for start in range(0, len(split.users), batch_size):
-        fold = split.fold_in[start : start + batch_size]
-        scores = model.scores(fold).to(torch.float64)
-        scores[fold > 0] = -torch.inf
+        scores = rank_scores(model, split.fold_in[start : start + batch_size])
         out.append(ndcg_at_k(scores, split.held_out[start : start + batch_size], k))
     return torch.cat(out)
 
 
-@dataclass
-class FitResult:
-    model: nn.Module
-    best_epoch: int
-    history: dict[str, list[float]] = field(default_factory=dict)
-    users_per_second: float = 0.0
+class FitResult(History):
+    """What :func:`fit` returns: the :class:`~varbook.runtime.History` of the run, one entry per epoch
+    (``beta`` at its end, validation NDCG@k ``val_ndcg``, mean training ``loss``), with the trained
+    ``model``, the ``best_epoch`` whose parameters it keeps and the training ``users_per_second``.
+    """
+
+    def __init__(self, model: nn.Module, best_epoch: int = -1, users_per_second: float = 0.0):
+        super().__init__()
+        self.model, self.best_epoch, self.users_per_second = model, best_epoch, users_per_second
 
 
 def fit(
-    model: nn.Module,
+    model: MultVAE | MultDAE,
     train: torch.Tensor,
     validation: HeldOut,
     *,
@@ -187,18 +208,22 @@ def fit(
     generator: torch.Generator | None = None,
     desc: str | None = None,
 ) -> FitResult:
-    """Adam on minibatches of users; β annealed by step to ``cap`` over ``total_anneal_steps`` (default: the whole run).
+    r"""Adam on minibatches of users; β annealed by step to ``cap`` over ``total_anneal_steps`` (default: the whole run).
 
-    Keeps the parameters of the epoch with the best validation NDCG@k; records β and validation
-    NDCG@k per epoch and the training throughput in users per second.
+    Each step descends the negative β-ELBO of :cite:`liang2018variational` with
+    :math:`\beta=\min(\text{cap},\,\text{step}/\text{total})` (:func:`beta_at`; the Mult-DAE ignores β).
+    Keeps the parameters of the epoch with the best validation NDCG@k and returns a
+    :class:`FitResult`: the per-epoch :class:`~varbook.runtime.History` (β, validation NDCG@k,
+    loss) with the best epoch and the training throughput in users per second. ``desc`` labels
+    a progress bar over epochs (``None``: silent).
     """
-    import time
-
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-train.shape[0] // batch_size)
     total = steps_per_epoch * epochs if total_anneal_steps is None else total_anneal_steps
-    history: dict[str, list[float]] = {"beta": [], "val_ndcg": [], "loss": []}
-    best, best_state, best_epoch, step, seconds = -1.0, None, -1, 0, 0.0
+    history = FitResult(model)
+    best, best_state, step, seconds = -1.0, None, 0, 0.0
     epochs_iter = progress(range(epochs), desc=desc) if desc else range(epochs)
     for epoch in epochs_iter:
         model.train()
@@ -211,10 +236,11 @@ def fit(
             step += 1
         seconds += time.perf_counter() - start
         score = float(evaluate(model, validation, k).mean())
-        history["beta"].append(beta)
-        history["val_ndcg"].append(score)
-        history["loss"].append(total_loss / train.shape[0])
+        history.log(beta=beta, val_ndcg=score, loss=total_loss / train.shape[0])
         if score > best:
-            best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+            best, history.best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+    if best_state is None:
+        raise ValueError("no epoch reached a finite validation NDCG")
     model.load_state_dict(best_state)
-    return FitResult(model, best_epoch, history, train.shape[0] * epochs / max(seconds, 1e-9))
+    history.users_per_second = train.shape[0] * epochs / max(seconds, 1e-9)
+    return history

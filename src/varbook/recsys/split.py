@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..runtime import randperm
+
 
 @dataclass
 class HeldOut:
@@ -41,7 +43,7 @@ def _fold(clicks: torch.Tensor, users: torch.Tensor, fraction: float, generator:
     held = torch.zeros_like(clicks)
     for row in range(clicks.shape[0]):
         items = clicks[row].nonzero().flatten()
-        perm = items[torch.randperm(len(items), generator=generator)]
+        perm = items[randperm(len(items), generator=generator)]
         n_held = max(1, int(round(fraction * len(items))))
         held[row, perm[:n_held]] = 1
         fold_in[row, perm[n_held:]] = 1
@@ -71,7 +73,7 @@ def strong_generalization_split(
     if n_validation + n_test >= len(active):
         raise ValueError(f"{n_validation} + {n_test} held-out users leave no training users among {len(active)}")
     g = torch.Generator().manual_seed(seed)
-    users = active[torch.randperm(len(active), generator=g)]
+    users = active[randperm(len(active), generator=g)]
     val_users, test_users = users[:n_validation], users[n_validation : n_validation + n_test]
     train_users = users[n_validation + n_test :].sort().values
     return StrongSplit(

@@ -16,10 +16,17 @@ PyTorch does not provide, so :func:`gammainc` supplies it (Gauss–Legendre quad
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
+from torch import nn
+
+from ..nn import MLP
+from ..protocols import Control, Diffusion, Drift
+from ..runtime import History, check_choice, descend, progress, randn
 
 KINDS = ("I", "II")
 
@@ -42,6 +49,21 @@ def _dlower_da(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (xx**aa / aa * (integrand * q).sum(-1)[..., None])[..., 0]
 
 
+_SHAPE_DERIVATIVE = [True]  # False inside without_shape_derivative()
+
+
+@contextlib.contextmanager
+def without_shape_derivative() -> Iterator[None]:
+    r"""Inside this block :func:`gammainc` and :func:`gammaincc_scaled` return a zero derivative in their first
+    argument, as if the incomplete gamma functions were constants in :math:`H` (what a ``.detach()`` or a
+    wrapper without that derivative would give): the negative control of the learnable Hurst index."""
+    _SHAPE_DERIVATIVE[0] = False
+    try:
+        yield
+    finally:
+        _SHAPE_DERIVATIVE[0] = True
+
+
 class _GammaincP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, x):
@@ -52,7 +74,9 @@ class _GammaincP(torch.autograd.Function):
     def backward(ctx, grad):
         a, x = ctx.saved_tensors
         ga = gx = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and not _SHAPE_DERIVATIVE[0]:
+            ga = torch.zeros_like(a)
+        elif ctx.needs_input_grad[0]:
             p = torch.special.gammainc(a, x)
             dp = _dlower_da(a, x) / torch.exp(torch.lgamma(a.double())) - p.double() * torch.special.digamma(a.double())
             ga = (grad * dp.to(grad.dtype)).sum_to_size(a.shape) if a.shape != grad.shape else grad * dp.to(grad.dtype)
@@ -101,6 +125,8 @@ class _GammainccScaled(torch.autograd.Function):
     def backward(ctx, grad):
         a, x, value, dvalue_da = ctx.saved_tensors
         ga = (grad * dvalue_da).sum_to_size(a.shape) if ctx.needs_input_grad[0] else None
+        if ga is not None and not _SHAPE_DERIVATIVE[0]:
+            ga = torch.zeros_like(ga)
         gx = None
         if ctx.needs_input_grad[1]:
             gx = (grad * (value - torch.exp((a - 1) * torch.log(x) - torch.lgamma(a)))).sum_to_size(x.shape)
@@ -136,8 +162,7 @@ def _check(H, kind):
     H = torch.as_tensor(H, dtype=torch.float64)
     if not (0 < H).all() or not (H < 1).all():
         raise ValueError(f"the Hurst index must lie in (0, 1), got {H}")
-    if kind not in KINDS:
-        raise ValueError(f"unknown fBM type {kind!r}: use 'I' or 'II'")
+    check_choice("fBM type", kind, KINDS)
     return H
 
 
@@ -228,8 +253,7 @@ def fbm_covariance(ts: torch.Tensor, H, kind: str = "I") -> torch.Tensor:
 
 def mafbm_covariance(omega: torch.Tensor, gammas: torch.Tensor, ts: torch.Tensor, kind: str = "I") -> torch.Tensor:
     r"""Exact covariance of the approximation :math:`\hat B_H` at times ``ts`` (OU cross-covariances in closed form)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown fBM type {kind!r}: use 'I' or 'II'")
+    check_choice("fBM type", kind, KINDS)
     t = torch.as_tensor(ts, dtype=torch.float64)
     g = gammas.double()
     gi, gj = g[:, None, None, None], g[None, :, None, None]
@@ -253,7 +277,7 @@ def brownian_increments(ts: torch.Tensor, n: int, generator: torch.Generator | N
     h = torch.as_tensor(ts, dtype=torch.float64).diff()
     if (h <= 0).any():
         raise ValueError("ts must be strictly increasing")
-    return torch.randn(len(h), n, generator=generator, dtype=torch.float64) * h.sqrt()[:, None]
+    return randn(len(h), n, generator=generator, dtype=torch.float64) * h.sqrt()[:, None]
 
 
 def simulate_ou(
@@ -266,8 +290,7 @@ def simulate_ou(
     from the stationary law :math:`\mathcal N(0, C)`, :math:`C_{ij} = 1/(\gamma_i+\gamma_j)`; type II from 0.
     Returns ``(len(ts), n, K)``.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown fBM type {kind!r}: use 'I' or 'II'")
+    check_choice("fBM type", kind, KINDS)
     t = torch.as_tensor(ts, dtype=torch.float64)
     if dW.shape[0] != len(t) - 1:
         raise ValueError(f"{dW.shape[0]} increments for a grid of {len(t)} times")
@@ -276,7 +299,7 @@ def simulate_ou(
     y = torch.zeros(n, K, dtype=torch.float64)
     if kind == "I":
         y = (
-            torch.randn(n, K, generator=generator, dtype=torch.float64)
+            randn(n, K, generator=generator, dtype=torch.float64)
             @ torch.linalg.cholesky(1 / (g[:, None] + g[None, :])).T
         )
     out = [y]
@@ -288,8 +311,7 @@ def simulate_ou(
 
 def mafbm_paths(omega: torch.Tensor, Y: torch.Tensor, kind: str = "I") -> torch.Tensor:
     r""":math:`\hat B_H = \sum_k\omega_k(Y_k - Y_k(0))` (type I) or :math:`\sum_k\omega_kY_k` (type II), shape ``(times, n)``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown fBM type {kind!r}: use 'I' or 'II'")
+    check_choice("fBM type", kind, KINDS)
     return ((Y - Y[:1]) if kind == "I" else Y) @ omega.double()
 
 
@@ -311,12 +333,12 @@ def fbm_sde_rollout(
     ts: torch.Tensor,
     omega: torch.Tensor,
     gammas: torch.Tensor,
-    drift,
-    diffusion,
-    control=None,
+    drift: Drift,
+    diffusion: Diffusion,
+    control: Control | None = None,
     kind: str = "I",
     generator: torch.Generator | None = None,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Euler–Maruyama for an SDE driven by MA-fBM, with an optional control (the variational posterior).
 
     State :math:`(X, Y_{1..K})` per latent dimension, one Brownian motion per dimension shared by its :math:`K` OU processes:
@@ -327,10 +349,10 @@ def fbm_sde_rollout(
 
     with :math:`u = 0` for the prior. By Girsanov the path KL between posterior and prior is
     :math:`\tfrac12\int\|u\|^2dt`, accumulated along the path. ``drift(x, t)``, ``diffusion(x, t)`` and
-    ``control(t, x, y)`` act on batches (``x (n, d)``, ``y (n, d, K)``). Returns ``(X path (steps + 1, n, d), KL (n,))``.
+    ``control(x, t, y)`` (the library's ``(x, t)`` convention, with the OU state ``y`` after them) act on
+    batches (``x (n, d)``, ``y (n, d, K)``). Returns ``(X path (steps + 1, n, d), KL (n,))``.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown fBM type {kind!r}: use 'I' or 'II'")
+    check_choice("fBM type", kind, KINDS)
     t = torch.as_tensor(ts, dtype=torch.float64)
     if t.dim() != 1 or len(t) < 2 or not (t.diff() > 0).all():
         raise ValueError("ts must be a strictly increasing grid of at least two times")
@@ -340,18 +362,18 @@ def fbm_sde_rollout(
     K = len(g)
     if kind == "I":
         chol = torch.linalg.cholesky(1 / (gammas[:, None] + gammas[None, :]).double()).to(x0)
-        y = torch.randn(n, d, K, generator=generator, dtype=x0.dtype).to(x0.device) @ chol.T
+        y = randn(n, d, K, generator=generator, dtype=x0.dtype, device=x0.device) @ chol.T
     else:
         y = torch.zeros(n, d, K, dtype=x0.dtype, device=x0.device)
     x, kl, path = x0, torch.zeros(n, dtype=x0.dtype, device=x0.device), [x0]
     for t0, h in zip(t[:-1], t.diff(), strict=True):
         hf = float(h)
-        dw = math.sqrt(hf) * torch.randn(n, d, generator=generator, dtype=x0.dtype).to(x0.device)
-        u = control(t0, x, y) if control is not None else torch.zeros_like(x)
-        dy = (-g * y + u[..., None]) * hf + dw[..., None]
-        x = x + drift(x, t0) * hf + diffusion(x, t0) * (dy @ w)
+        dw = math.sqrt(hf) * randn(n, d, generator=generator, dtype=x0.dtype, device=x0.device)
+        u = control(x, t0, y) if control is not None else torch.zeros_like(x)  # the posterior; u = 0: the prior
+        dy = (-g * y + u[..., None]) * hf + dw[..., None]  # dY_k = (-gamma_k Y_k + u) dt + dW, one dW for all k
+        x = x + drift(x, t0) * hf + diffusion(x, t0) * (dy @ w)  # dX = b dt + sigma sum_k omega_k dY_k
         y = y + dy
-        kl = kl + 0.5 * (u**2).sum(1) * hf
+        kl = kl + 0.5 * (u**2).sum(1) * hf  # Girsanov: KL(q || p) = E int 1/2 |u|^2 dt
         path.append(x)
     return torch.stack(path), kl
 
@@ -373,7 +395,7 @@ def sample_fbm(ts: torch.Tensor, H, n: int, generator: torch.Generator | None = 
     if (t <= 0).any():
         raise ValueError("sample_fbm needs times > 0 (B(0) = 0)")
     chol = torch.linalg.cholesky(unit_fbm_covariance(t, H) + 1e-12 * torch.eye(len(t), dtype=torch.float64))
-    return torch.randn(n, len(t), generator=generator, dtype=torch.float64) @ chol.T
+    return randn(n, len(t), generator=generator, dtype=torch.float64) @ chol.T
 
 
 def mafbm_log_likelihood(
@@ -385,3 +407,358 @@ def mafbm_log_likelihood(
     w = unit_omega(H, gammas, T)
     cov = scale**2 * mafbm_covariance(w, gammas, ts, "I") + noise_std**2 * torch.eye(len(ts), dtype=torch.float64)
     return torch.distributions.MultivariateNormal(torch.zeros(len(ts), dtype=torch.float64), cov).log_prob(obs.double())
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's experiments: sweeps and checks of the closed forms, the fractional bridge and the
+# recovery of the Hurst index.
+
+
+def error_sweep(
+    Ts: Iterable[float], Ks: Iterable[int], Hs: Iterable[float], gamma_max: float = 20.0, controls: bool = False
+) -> list[dict[str, float]]:
+    r"""Relative mean-square error :func:`approximation_error` of the optimal weights (types I and II) and of the
+    Riemann rule :func:`riemann_omega` (type I, :math:`H < \frac12` only, else NaN) for every horizon ``T``, number
+    of OU processes ``K`` (on :func:`gamma_grid`) and Hurst index ``H``: one row per ``(T, K, H)``.
+
+    With ``controls``, three wrong weight vectors too (the chapter's negative controls): ``"type I, type-II
+    weights"`` (the system of the wrong type solved, evaluated as type I), and ``"type I, weights for H + 0.1"`` and
+    ``"type II, weights for H + 0.1"`` (the optimal weights of a Hurst index off by 0.1)."""
+    rows = []
+    for T in Ts:
+        for K in Ks:
+            g = gamma_grid(K, gamma_max)
+            for H in Hs:
+                row = {"T": T, "K": K, "H": H}
+                for kind in KINDS:  # eq. A w = b, then the error of its solution
+                    row[f"type {kind}, optimal"] = float(
+                        approximation_error(optimal_omega(H, g, T, kind), H, g, T, kind)
+                    )
+                row["type I, Riemann"] = (
+                    float(approximation_error(riemann_omega(H, g), H, g, T, "I")) if H < 0.5 else math.nan
+                )
+                if controls:
+                    row["type I, type-II weights"] = float(
+                        approximation_error(optimal_omega(H, g, T, "II"), H, g, T, "I")
+                    )
+                    for kind in KINDS:
+                        row[f"type {kind}, weights for H + 0.1"] = float(
+                            approximation_error(optimal_omega(H + 0.1, g, T, kind), H, g, T, kind)
+                        )
+                rows.append(row)
+    return rows
+
+
+def sample_mafbm(
+    omega: torch.Tensor,
+    gammas: torch.Tensor,
+    ts: torch.Tensor,
+    n: int,
+    kind: str = "I",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""``n`` paths of :math:`\hat B_H` on the grid ``ts``: Brownian increments (:func:`brownian_increments`), the
+    :math:`K` OU processes they drive (:func:`simulate_ou`, type I from its stationary law), their weighted sum
+    (:func:`mafbm_paths`). Shape ``(len(ts), n)``, float64."""
+    dW = brownian_increments(ts, n, generator)
+    return mafbm_paths(omega, simulate_ou(gammas, ts, dW, kind, generator), kind)
+
+
+def closed_form_mse(omega: torch.Tensor, H, gammas: torch.Tensor, T: float = 1.0, kind: str = "I") -> float:
+    r"""The mean-square error :math:`\mathbb E\int_0^T(B_H-\hat B_H)^2dt` in closed form (not relative):
+    :func:`approximation_error` times :func:`target_energy`."""
+    return float(approximation_error(omega, H, gammas, T, kind) * target_energy(H, T, kind))
+
+
+def simulated_error(
+    H,
+    gammas: torch.Tensor,
+    T: float,
+    steps: int,
+    n: int,
+    generator: torch.Generator | None = None,
+    independent: bool = False,
+) -> tuple[float, float]:
+    r"""Type-II mean-square error :math:`\mathbb E\int_0^T(B_H-\hat B_H)^2dt` measured on ``n`` simulated paths, where
+    the Riemann–Liouville process (:func:`riemann_liouville_paths`) and its approximation with the optimal weights
+    share the same Brownian increments on ``steps`` steps, and the same error in closed form (:func:`closed_form_mse`).
+    Returns ``(simulated, closed form)``.
+
+    ``independent=True`` drives the approximation by increments independent of the exact path's (the negative
+    control: the coupling through one Brownian motion forgotten)."""
+    w = optimal_omega(H, gammas, T, "II")
+    ts = torch.linspace(0, T, steps + 1, dtype=torch.float64)
+    dW = brownian_increments(ts, n, generator)
+    dW_approx = brownian_increments(ts, n, generator) if independent else dW
+    err = riemann_liouville_paths(H, ts, dW) - mafbm_paths(w, simulate_ou(gammas, ts, dW_approx, "II"), "II")
+    simulated = float(((err[1:] ** 2).sum(0) * (T / steps)).mean())  # right-endpoint rule in t
+    return simulated, closed_form_mse(w, H, gammas, T, "II")
+
+
+def variance_gap(approx_cov: torch.Tensor, exact_cov: torch.Tensor, ts: torch.Tensor) -> float:
+    r"""Integrated relative gap of the variances, :math:`\int(\operatorname{Var}\hat B_H - \operatorname{Var}B_H)\,dt
+    \big/\int\operatorname{Var}B_H\,dt`, from two covariance matrices on the grid ``ts`` (trapezoidal rule).
+
+    By Cauchy–Schwarz its magnitude is at most :math:`\varepsilon + 2\sqrt\varepsilon`, with :math:`\varepsilon` the
+    relative mean-square error of the approximation."""
+    exact = torch.diagonal(exact_cov)
+    return float(torch.trapezoid(torch.diagonal(approx_cov) - exact, ts) / torch.trapezoid(exact, ts))
+
+
+def error_gradient(H: float, gammas: torch.Tensor, T: float = 1.0, kind: str = "I", step: float = 1e-6) -> dict:
+    r""":math:`\partial_H` of the relative error of the optimal weights, :math:`H\mapsto\varepsilon(\omega^*(H), H)`,
+    by autograd (through :func:`gammainc` and :func:`gammaincc_scaled`) and by a central finite difference of width
+    ``2 step``; returns one row: ``H``, ``type``, ``T``, both derivatives and their relative difference."""
+
+    def objective(h):
+        return approximation_error(optimal_omega(h, gammas, T, kind), h, gammas, T, kind)
+
+    Hv = torch.tensor(H, dtype=torch.float64, requires_grad=True)
+    (auto,) = torch.autograd.grad(objective(Hv), Hv)
+    fd = (
+        objective(torch.tensor(H + step, dtype=torch.float64)) - objective(torch.tensor(H - step, dtype=torch.float64))
+    ) / (2 * step)
+    return {
+        "H": H,
+        "type": kind,
+        "T": T,
+        "autograd": float(auto),
+        "finite difference": float(fd),
+        "relative difference": abs(float(auto - fd)) / abs(float(fd)),
+    }
+
+
+def _control_mlp(d_in: int, hidden: list[int], seed: int | None) -> MLP:
+    """A tanh MLP with one output whose last layer starts at zero (:math:`u = 0`: the posterior starts at the prior).
+
+    With ``seed`` its initial weights are those drawn after ``torch.manual_seed(seed)``, without moving the
+    global generator."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = MLP(d_in, hidden, 1, activation=nn.Tanh)
+    last = net[-1]
+    assert isinstance(last, nn.Linear)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+class BridgeControl(nn.Module):
+    r"""The control :math:`u_\phi(x, t, y)` of the fractional bridge: an MLP of :math:`(\sin t, \cos t, x, y_{1..K})`
+    for one latent dimension (``x (n, 1)``, ``y (n, 1, K)``), zero at initialisation."""
+
+    def __init__(self, K: int, hidden: int, seed: int | None = None):
+        super().__init__()
+        self.net = _control_mlp(3 + K, [hidden, hidden], seed)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        tt = float(t)
+        features = [torch.full_like(x, math.sin(tt)), torch.full_like(x, math.cos(tt)), x, y[:, 0, :]]
+        return self.net(torch.cat(features, 1))
+
+
+def _zero_drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0 * x
+
+
+def _unit_diffusion(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(x)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def bridge_rollout(
+    control: nn.Module,
+    omega: torch.Tensor,
+    gammas: torch.Tensor,
+    ts: torch.Tensor,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``n`` controlled paths of :math:`dX = \sum_k\omega_k\,dY_k` from :math:`X_0 = 0` (no drift,
+    :math:`\sigma\equiv1`, type I), on the control's device: :func:`fbm_sde_rollout`'s ``(path, KL)``."""
+    x0 = torch.zeros(n, 1, device=_device_of(control))
+    return fbm_sde_rollout(x0, ts, omega, gammas, _zero_drift, _unit_diffusion, control, generator=generator)
+
+
+def train_bridge(
+    control: nn.Module,
+    omega: torch.Tensor,
+    gammas: torch.Tensor,
+    ts: torch.Tensor,
+    noise_std: float,
+    iters: int,
+    lr: float,
+    batch: int,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+) -> History:
+    r"""Fit the control of a fractional bridge by maximising the ELBO :cite:`daems2024variational`.
+
+    One noisy observation :math:`X_T = 0` (standard deviation ``noise_std``) at the end of ``ts``; with the
+    Girsanov cost of :func:`fbm_sde_rollout`,
+
+    .. math::
+        -\text{ELBO} = \mathbb E_q\Big[\frac{X_T^2}{2\sigma_{obs}^2}\Big]
+        + \mathbb E_q\Big[\tfrac12\int_0^T\|u_\phi\|^2dt\Big] + \text{const},
+
+    estimated on ``batch`` paths per Adam step. Returns the :class:`~varbook.runtime.History` of the loss.
+    """
+    opt = torch.optim.Adam(control.parameters(), lr=lr)
+    history = History()
+    for it in range(iters) if desc is None else progress(range(iters), desc=desc):
+        path, kl = bridge_rollout(control, omega, gammas, ts, batch, generator)
+        loss = (path[-1, :, 0] ** 2 / (2 * noise_std**2) + kl).mean()  # -ELBO up to a constant
+        descend(opt, loss, it, "negative ELBO")
+        history.log(loss=loss.detach())
+    return history
+
+
+def bridge_paths(
+    control: nn.Module,
+    omega: torch.Tensor,
+    gammas: torch.Tensor,
+    ts: torch.Tensor,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n`` posterior paths of the trained bridge (:func:`bridge_rollout` without gradients), ``(len(ts), n)`` on the CPU."""
+    with torch.no_grad():
+        path, _ = bridge_rollout(control, omega, gammas, ts, n, generator)
+    return path[:, :, 0].cpu()
+
+
+def fbm_bridge_std(H, ts: torch.Tensor, T: float, noise_std: float) -> torch.Tensor:
+    r"""Standard deviation of unit fBM at times ``ts`` given a noisy observation :math:`X_T = 0`, by Gaussian
+    conditioning: :math:`\sqrt{k(t, t) - k(t, T)^2/(k(T, T) + \sigma_{obs}^2)}` with :math:`k` from
+    :func:`unit_fbm_covariance` (the exact bridge the learned one should match)."""
+    t = torch.as_tensor(ts, dtype=torch.float64)
+    k = unit_fbm_covariance(torch.cat([t, torch.tensor([T], dtype=torch.float64)]), H)
+    kt, kT = k[:-1, -1], k[-1, -1] + noise_std**2
+    return (torch.diagonal(k[:-1, :-1]) - kt**2 / kT).clamp(min=0).sqrt()
+
+
+def noisy_fbm(ts: torch.Tensor, H, n: int, noise_std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Observations :math:`B_H(t) + \varepsilon` of ``n`` exact unit fBM paths (:func:`sample_fbm`) with i.i.d.
+    :math:`\varepsilon\sim\mathcal N(0, \sigma^2)`, shape ``(n, len(ts))``, float64."""
+    paths = sample_fbm(ts, H, n, generator)
+    return paths + noise_std * randn(n, len(ts), generator=generator, dtype=torch.float64)
+
+
+def fit_hurst(
+    obs: torch.Tensor,
+    ts: torch.Tensor,
+    gammas: torch.Tensor,
+    noise_std: float,
+    iters: int,
+    lr: float = 0.05,
+    desc: str | None = None,
+) -> History:
+    r"""Learn the Hurst index and the scale of noisy paths ``obs (n, len(ts))`` by maximising the exact
+    log-likelihood :func:`mafbm_log_likelihood` over :math:`H = \operatorname{sigmoid}(h)` and :math:`s = e^{\log s}`
+    with Adam, from :math:`H = \frac12`, :math:`s = 1`; the gradient in :math:`H` flows through the closed-form weights.
+
+    Returns a :class:`~varbook.runtime.History` of the loss (the mean negative log-likelihood before each step) and
+    of ``H`` and ``scale`` after each step.
+    """
+    h_param = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    log_s = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([h_param, log_s], lr=lr)
+    history = History()
+    for it in range(iters) if desc is None else progress(range(iters), desc=desc):
+        nll = -mafbm_log_likelihood(obs, ts, torch.sigmoid(h_param), log_s.exp(), noise_std, gammas).mean()
+        descend(opt, nll, it, "negative log-likelihood")
+        history.log(loss=nll.detach(), H=torch.sigmoid(h_param.detach()), scale=log_s.detach().exp())
+    return history
+
+
+class ObservationControl(nn.Module):
+    r"""An amortised control :math:`u_\phi(x, t, y)` for paths observed at ``ts[obs_idx]``: an MLP of the state, the
+    OU processes, the next observation :math:`o`, :math:`o - x` and the time left until it (``obs (n, m)`` holds each
+    path's observations; the batch of the rollout is the batch of ``obs``). Zero at initialisation."""
+
+    def __init__(
+        self,
+        obs: torch.Tensor,
+        ts: torch.Tensor,
+        obs_idx: torch.Tensor,
+        K: int,
+        hidden: int = 64,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        self.net = _control_mlp(4 + K, [hidden, hidden], seed)
+        self.obs, self.ts, self.obs_idx = obs, torch.as_tensor(ts, dtype=torch.float64), obs_idx
+        self.next_obs = torch.searchsorted(obs_idx, torch.arange(len(self.ts) - 1), right=True)
+        self.step_of = {float(t): k for k, t in enumerate(self.ts)}
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        j = int(self.next_obs[self.step_of[float(t)]])
+        o = self.obs[:, j : j + 1]
+        gap = torch.full_like(x, float(self.ts[self.obs_idx[j]] - t))
+        return self.net(torch.cat([x, y[:, 0, :], o, o - x, gap], 1))
+
+
+def fit_hurst_elbo(
+    control: ObservationControl,
+    gammas: torch.Tensor,
+    iters: int,
+    noise_std: float = 0.05,
+    control_lr: float = 3e-3,
+    lr: float = 0.02,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+) -> History:
+    r"""Learn the Hurst index, the scale and the amortised control together by maximising the ELBO
+    :cite:`daems2024variational`: the Gaussian log-likelihood of ``control.obs`` at ``control.ts[control.obs_idx]``
+    minus the Girsanov cost of :func:`fbm_sde_rollout`, with the weights :math:`s\,\omega^*(H)/\sqrt{V_H}`
+    differentiable in :math:`H = \operatorname{sigmoid}(h)` (from :math:`H = \frac12`, :math:`s = 1`).
+
+    Returns a :class:`~varbook.runtime.History` of the loss and of ``H`` and ``scale`` after each step.
+    """
+    h_param = torch.zeros((), requires_grad=True)
+    log_s = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([{"params": control.parameters(), "lr": control_lr}, {"params": [h_param, log_s], "lr": lr}])
+    ts, obs, obs_idx = control.ts, control.obs, control.obs_idx
+    T = float(ts[-1])
+    history = History()
+    for it in range(iters) if desc is None else progress(range(iters), desc=desc):
+        w = (unit_omega(torch.sigmoid(h_param.double()), gammas, T) * log_s.double().exp()).float()
+        x0 = torch.zeros(obs.shape[0], 1, device=obs.device)
+        path, kl = fbm_sde_rollout(x0, ts, w, gammas, _zero_drift, _unit_diffusion, control, generator=generator)
+        loglik = -((path[obs_idx, :, 0].T - obs) ** 2).sum(1) / (2 * noise_std**2)
+        loss = (kl - loglik).mean()
+        descend(opt, loss, it, "negative ELBO")
+        history.log(loss=loss.detach(), H=torch.sigmoid(h_param.detach()), scale=log_s.detach().exp())
+    return history
+
+
+def hurst_by_elbo(
+    H_values: Iterable[float],
+    gammas: torch.Tensor,
+    iters: int,
+    n: int = 64,
+    steps: int = 100,
+    every: int = 5,
+    noise_std: float = 0.05,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+) -> dict[float, float]:
+    r"""For each true :math:`H`: ``n`` noisy unit-fBM paths observed every ``every`` steps of a grid of ``steps`` on
+    :math:`[0, 1]` (:func:`noisy_fbm`), an :class:`ObservationControl` (initialised from ``seed``) and
+    :func:`fit_hurst_elbo`. Returns the learned :math:`H` for each true value."""
+    ts = torch.linspace(0, 1.0, steps + 1, dtype=torch.float64)
+    obs_idx = torch.arange(every, steps + 1, every)
+    learned = {}
+    for H in H_values:
+        obs = noisy_fbm(ts[obs_idx], H, n, noise_std, generator).float().to(device)
+        control = ObservationControl(obs, ts, obs_idx, len(gammas), 64, seed).to(device)
+        label = None if desc is None else f"{desc}, H = {H}"
+        history = fit_hurst_elbo(control, gammas, iters, noise_std, generator=generator, desc=label)
+        learned[H] = history.last("H")
+    return learned

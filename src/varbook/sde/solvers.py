@@ -12,7 +12,11 @@ from collections.abc import Callable
 
 import torch
 
-Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from ..protocols import Diffusion, Drift
+from ..runtime import randn_like
+
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], torch.Tensor]
+"""One step ``step(x, t, s, last)`` from time ``t`` to ``s``; ``last`` marks the final step of the grid."""
 
 
 def _check_grid(ts: torch.Tensor) -> torch.Tensor:
@@ -25,9 +29,9 @@ def _check_grid(ts: torch.Tensor) -> torch.Tensor:
     return ts
 
 
-def _run(step, x: torch.Tensor, ts: torch.Tensor, path: bool):
+def _run(step: Step, x: torch.Tensor, ts, path: bool) -> torch.Tensor:
     ts = _check_grid(ts)
-    out = [x] if path else None
+    out = [x]
     for n in range(len(ts) - 1):
         x = step(x, ts[n], ts[n + 1], n == len(ts) - 2)
         if path:
@@ -36,7 +40,13 @@ def _run(step, x: torch.Tensor, ts: torch.Tensor, path: bool):
 
 
 def euler(drift: Drift, x: torch.Tensor, ts, path: bool = False) -> torch.Tensor:
-    r"""Explicit Euler for :math:`\dot x = b(x, t)`: :math:`x_{n+1} = x_n + (t_{n+1} - t_n)\,b(x_n, t_n)`. One evaluation per step."""
+    r"""Explicit Euler for :math:`\dot x = b(x, t)`: :math:`x_{n+1} = x_n + (t_{n+1} - t_n)\,b(x_n, t_n)`. One evaluation per step.
+
+    For :math:`\dot x = -x` each step of size :math:`h` multiplies by :math:`1 - h`:
+
+    >>> euler(lambda x, t: -x, torch.ones(1), torch.linspace(0, 1, 3))
+    tensor([0.2500])
+    """
     return _run(lambda x, t, s, last: x + (s - t).to(x) * drift(x, t), x, ts, path)
 
 
@@ -61,7 +71,7 @@ def heun(drift: Drift, x: torch.Tensor, ts, path: bool = False, euler_last: bool
 
 def euler_maruyama(
     drift: Drift,
-    diffusion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float],
+    diffusion: Diffusion,
     x: torch.Tensor,
     ts,
     generator: torch.Generator | None = None,
@@ -72,7 +82,8 @@ def euler_maruyama(
 
     ``diffusion(x, t)`` returns :math:`g(x, t)` (a scalar or a tensor broadcastable to ``x``; diagonal noise). ``noise_last=False``
     leaves the noise out of the last step, the usual choice when the last step lands on the data.
-    Noise is drawn on the CPU from ``generator`` so that runs are reproducible across devices.
+    Noise is drawn from ``generator`` on its own device (:func:`varbook.runtime.randn_like`), so that a CPU
+    generator gives the same runs on every device.
     """
 
     def step(x, t, s, last):
@@ -81,7 +92,7 @@ def euler_maruyama(
         x_next = x + h * drift(x, t)
         if last and not noise_last:
             return x_next
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        z = randn_like(x, generator)
         return x_next + g * h.abs().sqrt() * z
 
     return _run(step, x, ts, path)
@@ -89,7 +100,7 @@ def euler_maruyama(
 
 def stochastic_heun(
     drift: Drift,
-    diffusion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    diffusion: Diffusion,
     x: torch.Tensor,
     ts,
     generator: torch.Generator | None = None,
@@ -104,7 +115,7 @@ def stochastic_heun(
 
     def step(x, t, s, last):
         h = (s - t).to(x)
-        dw = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * h.abs().sqrt()
+        dw = randn_like(x, generator) * h.abs().sqrt()
         b, g = drift(x, t), diffusion(x, t)
         pred = x + b * h + g * dw
         return x + 0.5 * (b + drift(pred, s)) * h + 0.5 * (g + diffusion(pred, s)) * dw

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn import MLP
+from ..runtime import randn_like
 
 PRIOR_STD = 10.0
 
@@ -23,11 +24,15 @@ def cone_noise_std(s: torch.Tensor) -> torch.Tensor:
     return 0.1 + s / 100.0
 
 
-def cone_log_joint(xy: torch.Tensor, z_obs: float = 5.0) -> torch.Tensor:
-    """:math:`\\log p(x, y, z_{obs})` for points ``xy`` of shape ``(..., 2)``."""
+def cone_log_joint(xy: torch.Tensor, z_obs: float = 5.0, prior_std: float = PRIOR_STD) -> torch.Tensor:
+    """:math:`\\log p(x, y, z_{obs})` for points ``xy`` of shape ``(..., 2)``.
+
+    ``prior_std`` is the standard deviation of :math:`x` and :math:`y` (another value is a wrong
+    model, for negative controls: e.g. ``PRIOR_STD**2``, the variance passed as the scale).
+    """
     if xy.shape[-1] != 2:
         raise ValueError(f"the cone model's latent has 2 coordinates, got shape {tuple(xy.shape)}")
-    prior = D.Normal(torch.zeros((), dtype=xy.dtype), PRIOR_STD).log_prob(xy).sum(-1)
+    prior = D.Normal(torch.zeros((), dtype=xy.dtype), prior_std).log_prob(xy).sum(-1)
     s = (xy**2).sum(-1)
     return prior + D.Normal(s, cone_noise_std(s)).log_prob(torch.as_tensor(z_obs, dtype=xy.dtype))
 
@@ -125,10 +130,10 @@ class GaussianVAE(nn.Module):
         log_prior = (-0.5 * z**2).sum(-1) - 0.5 * self.n_latent * math.log(2 * math.pi)
         return bernoulli_log_likelihood(self.decoder(z), x) + log_prior
 
-    def handwritten_elbo(self, x: torch.Tensor) -> torch.Tensor:
+    def handwritten_elbo(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The same single-sample reparameterised ELBO estimate, written by hand (the overhead baseline)."""
         mu, log_sigma = self.encoder(x).chunk(2, -1)
-        eps = torch.randn_like(mu)
+        eps = randn_like(mu, generator)
         z = mu + log_sigma.exp() * eps
         log_q = (-0.5 * eps**2 - log_sigma).sum(-1) - 0.5 * self.n_latent * math.log(2 * math.pi)
         log_prior = (-0.5 * z**2).sum(-1) - 0.5 * self.n_latent * math.log(2 * math.pi)

@@ -28,7 +28,13 @@ from .programmable import Strategy
 
 
 def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """:math:`\\log\\frac1n\\sum_i e^{x_i}` along ``dim``, computed stably."""
+    """:math:`\\log\\frac1n\\sum_i e^{x_i}` along ``dim``, computed stably.
+
+    >>> log_mean_exp(torch.tensor([1.0, 3.0]).log())  # log of the mean of 1 and 3
+    tensor(0.6931)
+    >>> log_mean_exp(torch.tensor([1000.0, 1000.0]))  # no overflow
+    tensor(1000.)
+    """
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
@@ -75,11 +81,15 @@ def marginal_sir(
     strategy_u: str | Strategy = "reparam",
     strategy_z: str | Strategy = "reparam",
     particles: int = 1,
+    include_u0: bool = True,
 ) -> Callable:
     """HVI (n = m = 1), IWHVI(m) (n = 1) and DIWHVI(n, m) for a marginal family :math:`q(z)=\\int q(u)q(z\\mid u)du`.
 
     ``prior_u(*args)`` is :math:`q(u)` (also the reverse proposal) and ``conditional(u, *args)``
-    is :math:`q(z\\mid u)`, whose batch shape follows that of ``u``.
+    is :math:`q(z\\mid u)`, whose batch shape follows that of ``u``. ``include_u0=False`` is a
+    deliberate mistake, for negative controls: the inner average uses ``m`` fresh draws of
+    :math:`u` and leaves out the :math:`u_0` that generated :math:`z`, an estimate of
+    :math:`\\log q(z)` biased low, so the objective is no longer a lower bound.
     """
     _check_count("n", n)
     _check_count("m", m)
@@ -91,7 +101,10 @@ def marginal_sir(
         qz = conditional(u0, *args)
         z = t.sample("z", qz, strategy_z)
         log_q = qz.log_prob(z)  # (n, particles, *batch)
-        if m > 1:
+        if not include_u0:  # the mistake: m fresh draws, u0 left out
+            u_new = t.sample("u_rest", pu.expand((m, n, particles, *pu.batch_shape)), strategy_u)
+            log_q = log_mean_exp(conditional(u_new, *args).log_prob(z.unsqueeze(0)), 0)
+        elif m > 1:
             u_rest = t.sample("u_rest", pu.expand((m - 1, n, particles, *pu.batch_shape)), strategy_u)
             log_q_rest = conditional(u_rest, *args).log_prob(z.unsqueeze(0))
             log_q = log_mean_exp(torch.cat([log_q.unsqueeze(0), log_q_rest]), 0)

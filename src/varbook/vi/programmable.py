@@ -35,7 +35,8 @@ import torch
 from torch import distributions as D
 
 from ..estimators.bernoulli import enumerate_binary
-from ..runtime import descend, progress
+from ..protocols import Baseline
+from ..runtime import History, check_choice, descend, progress
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,19 @@ class Strategy:
     """A gradient strategy for one random choice."""
 
     name: str
-    baseline: object = None  # for REINFORCE: a number, or an object with value() and update(score, loss)
+    baseline: Baseline | float | torch.Tensor | None = None  # for REINFORCE: a number, or a baseline object
 
     def __post_init__(self):
-        if self.name not in STRATEGIES:
-            raise ValueError(f"unknown gradient strategy {self.name!r}: use one of {', '.join(STRATEGIES)}")
+        check_choice("gradient strategy", self.name, STRATEGIES)
 
 
 STRATEGIES = ("reparam", "reinforce", "enum", "mvd", "none")
 """``none`` samples with no gradient and no score term: for programs that add their own (e.g. VIMCO)."""
+OPTIMIZERS = ("sgd", "adam")
+"""The optimisers :func:`maximise` steps with."""
 
 
-def reinforce(baseline=None) -> Strategy:
+def reinforce(baseline: Baseline | float | torch.Tensor | None = None) -> Strategy:
     """REINFORCE, optionally with a baseline (a number, or an object from :mod:`varbook.estimators.baselines`)."""
     return Strategy("reinforce", baseline)
 
@@ -148,12 +150,13 @@ def _run(program, args, kwargs, replay: dict[str, torch.Tensor]) -> torch.Tensor
     for name, log_prob, strategy in tracer.scores:
         log_prob = _reduce_to(log_prob, out.shape, name)
         b = strategy.baseline
-        if b is not None and hasattr(b, "value"):
+        b_value: float | torch.Tensor
+        if isinstance(b, Baseline):
             b_value = b.value()
-            b.update(None, signal)
+            b.update(None, signal)  # a site has no per-unit score h - p: the baseline sees the losses only
         else:
             b_value = 0.0 if b is None else b
-        out = out + (signal - b_value) * _magic(log_prob)
+        out = out + (signal - b_value) * _magic(log_prob)  # + sg[l - b] (log p - sg[log p]): REINFORCE
     return out
 
 
@@ -186,11 +189,13 @@ def _support(dist: D.Distribution, name: str) -> list[torch.Tensor]:
 
 
 def _enumerate(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
-    total = None
+    r""":math:`\sum_k q(k)\,l(k)` over the support of the forked choice (every branch replays the choices so far)."""
+    total: torch.Tensor | None = None
     for value in _support(fork.dist, fork.name):
         branch = _run(program, args, kwargs, {**fixed, fork.name: value})
         weight = _reduce_to(fork.dist.log_prob(value), branch.shape, fork.name).exp()
         total = weight * branch if total is None else total + weight * branch
+    assert total is not None  # a support has at least two values
     return total
 
 
@@ -216,10 +221,11 @@ def _measure_valued(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
     for u in range(n_units):
         i, j = divmod(u, v_units.shape[-1])
         flipped = v_units.clone()
-        flipped[i, ..., j] = 1 - flipped[i, ..., j]
+        flipped[i, ..., j] = 1 - flipped[i, ..., j]  # the choice ¬v of this unit
         with torch.no_grad():  # primal values only, fresh downstream randomness
             other = _run(program, args, kwargs, {**fixed, fork.name: flipped.reshape(v.shape)})
         sign = 1 - 2 * v_units[i, ..., j]
+        # (-1)^v (l(¬v) - l(v)) ∇p: zero in value, the measure-valued derivative in gradient
         correction = correction + (sign * (other - main.detach())) * _magic(p_units[i, ..., j])
     return main + correction
 
@@ -234,36 +240,39 @@ def maximise(
     args: tuple = (),
     args_fn: Callable[[int], tuple] | None = None,
     record_every: int = 1,
-    progress_desc: str | None = None,
+    desc: str | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] = torch.mean,
     callback: Callable[[int], None] | None = None,
-) -> list[float]:
-    """Gradient ascent on ``reduce(estimate(program))``; returns the mean estimate every ``record_every`` steps.
+) -> History:
+    r"""Gradient ascent on ``reduce(estimate(program))``: step :math:`\phi\leftarrow\phi+\eta\,\hat g`.
+
+    :math:`\hat g` is the gradient of the surrogate that :func:`estimate` builds, an unbiased
+    estimate of the objective's gradient :cite:`becker2024probabilistic`. Returns a
+    :class:`~varbook.runtime.History` with the ``step`` and the mean estimate (``objective``)
+    every ``record_every`` steps.
 
     ``args_fn(step)`` supplies the program's arguments per step (e.g. a minibatch). ``reduce``
     turns the estimates into the scalar to maximise (the mean by default; for several
     independent models stacked along a batch dimension, sum over that dimension instead, so each
     model keeps its own step size). ``callback(step)`` runs after every step (e.g. to evaluate).
-    Stops with :class:`~varbook.runtime.NonFiniteLossError` if an estimate becomes NaN or infinite.
+    ``desc`` labels a progress bar (``None``: silent). Stops with
+    :class:`~varbook.runtime.NonFiniteLossError` if an estimate becomes NaN or infinite.
     """
     params = list(parameters)
-    if optimizer == "sgd":
+    opt: torch.optim.Optimizer
+    if check_choice("optimizer", optimizer, OPTIMIZERS) == "sgd":
         opt = torch.optim.SGD(params, lr=lr)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
     else:
-        raise ValueError(f"unknown optimizer {optimizer!r}: use 'sgd' or 'adam'")
-    trace = []
-    steps_iter = range(steps)
-    if progress_desc:
-        steps_iter = progress(steps_iter, desc=progress_desc)
+        opt = torch.optim.Adam(params, lr=lr)
+    history = History()
+    steps_iter = progress(range(steps), desc=desc) if desc else range(steps)
     for step in steps_iter:
         step_args = args_fn(step) if args_fn is not None else args
         estimates = estimate(program, *step_args)
         objective = reduce(estimates)
-        descend(opt, -objective, step, what="objective estimate")
+        descend(opt, -objective, step, what="objective estimate")  # ascent on the objective
         if step % record_every == 0:
-            trace.append(float(estimates.detach().mean()))
+            history.log(step=step, objective=estimates.detach().mean())
         if callback is not None:
             callback(step)
-    return trace
+    return history

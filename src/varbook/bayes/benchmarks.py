@@ -1,0 +1,188 @@
+r"""The experiments of sparse subspace variational inference :cite:`li2024training`, as small functions.
+
+* :func:`run_bnn`: one training run of dense VI, SSVI or a static random mask at a given density,
+  with its test metrics (accuracy, NLL, ECE, Brier score) and its analytic training FLOPs;
+* :func:`compare_methods`: dense VI, SSVI and static masks over seeds and densities;
+* :func:`hyperparameter_sweep`: dense VI and SSVI over the initial :math:`\sigma` and the KL scale;
+* :func:`subspace_invariants`: whether every sparse run kept its subspace at exactly its size, its
+  inactive weights at exactly zero and its KL over the active weights only.
+
+The bayesian-torch side of the peer comparison is in :mod:`varbook.bayes.peers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import distributions as D
+from torch.nn import functional as F
+
+from .. import runtime
+from ..data import Split
+from .layers import BayesMLP, mean_field_layers
+from .metrics import accuracy, brier, ece, mc_predict, nll
+from .sparse import BNNRun, DropGrowScheduler, random_masks, train_bnn, training_flops
+
+METHODS = ("dense", "ssvi", "static")
+"""Dense mean-field VI; SSVI (a random initial subspace, then removal and addition); a static random mask."""
+
+
+@dataclass
+class BNNResult:
+    """One run of :func:`run_bnn`: its table ``row``, the trained ``model``, the training ``run`` (its
+    :class:`~varbook.bayes.BNNRun` history), the SSVI ``scheduler`` (``None`` otherwise), the test
+    predictive probabilities ``probs`` and, per epoch, whether every layer had exactly its target size."""
+
+    row: dict
+    model: BayesMLP
+    run: BNNRun
+    scheduler: DropGrowScheduler | None
+    probs: torch.Tensor
+    density_ok: list[bool] = field(default_factory=list)
+
+
+def run_bnn(
+    method: str,
+    split: Split,
+    sizes: Sequence[int],
+    epochs: int,
+    density: float = 1.0,
+    seed: int = 0,
+    criterion: str = "snr_mean_abs",
+    init_sigma: float = 1e-3,
+    kl_scale: float = 0.01,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    delta_t: int = 20,
+    end_fraction: float = 0.75,
+    n_samples: int = 10,
+    device: torch.device | str | None = None,
+) -> BNNResult:
+    r"""Train a :class:`~varbook.bayes.BayesMLP` with ``sizes`` (prior :math:`\mathcal N(0, 0.1^2)`) by
+    :func:`~varbook.bayes.train_bnn` and evaluate it on the test split.
+
+    ``method`` is one of :data:`METHODS`. The sparse methods start from a random mask at ``density``
+    (:func:`~varbook.bayes.random_masks`); SSVI then changes the subspace every ``delta_t`` iterations
+    until ``end_fraction`` of training (:class:`~varbook.bayes.DropGrowScheduler`, drop score
+    ``criterion``). Like a fresh run, it first seeds Python, NumPy and torch with ``seed``
+    (:func:`~varbook.runtime.seed_all`); the mask and the minibatches come from a generator with the same
+    seed. Predictions average the probabilities of ``n_samples`` weight samples.
+    """
+    runtime.check_choice("method", method, METHODS)
+    runtime.seed_all(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = BayesMLP(list(sizes), prior_std=0.1, init_sigma=init_sigma).to(device)
+    layers = mean_field_layers(model)
+    steps = -(-len(split.x_train) // batch_size) * epochs
+    scheduler = None
+    if method != "dense":
+        random_masks(layers, density, g)
+    if method == "ssvi":
+        t_end = int(end_fraction * steps)
+        scheduler = DropGrowScheduler(layers, density, delta_t=delta_t, t_end=t_end, criterion=criterion)
+    density_ok: list[bool] = []
+
+    def check(epoch: int) -> None:
+        assert scheduler is not None
+        density_ok.append(scheduler.check_density())
+
+    run = train_bnn(
+        model,
+        split,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        kl_scale=kl_scale,
+        scheduler=scheduler,
+        generator=g,
+        callback=check if scheduler is not None else None,
+    )
+    probs = mc_predict(model, split.x_test, n_samples)
+    row = {
+        "method": method,
+        "density": density,
+        "seed": seed,
+        "criterion": criterion if method == "ssvi" else "",
+        "accuracy": accuracy(probs, split.y_test),
+        "NLL": nll(probs, split.y_test),
+        "ECE": ece(probs, split.y_test),
+        "Brier": brier(probs, split.y_test),
+        "training FLOPs": training_flops(model, batch_size, run.steps, run.update_steps),
+    }
+    return BNNResult(row, model, run, scheduler, probs, density_ok)
+
+
+def compare_methods(
+    split: Split,
+    sizes: Sequence[int],
+    epochs: int,
+    seeds: Iterable[int],
+    densities: Sequence[float],
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+) -> dict[tuple[str, float, int], BNNResult]:
+    """Dense VI for each seed, then SSVI and a static random mask for each seed and density
+    (:func:`run_bnn` with its defaults), keyed by ``(method, density, seed)`` in that order."""
+    seeds = list(seeds)
+    jobs = [("dense", 1.0, s) for s in seeds]
+    jobs += [(m, d, s) for s in seeds for d in densities for m in ("ssvi", "static")]
+    out = {}
+    for method, density, s in jobs if desc is None else runtime.progress(jobs, desc=desc):
+        out[(method, density, s)] = run_bnn(method, split, sizes, epochs, density, s, device=device)
+    return out
+
+
+def hyperparameter_sweep(
+    split: Split,
+    sizes: Sequence[int],
+    epochs: int,
+    seed: int = 0,
+    init_sigmas: Sequence[float] = (1e-3, 1e-2, 5e-2),
+    kl_scales: Sequence[float] = (0.01, 0.1, 1.0),
+    density: float = 0.1,
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+) -> list[dict]:
+    r"""Dense VI and SSVI at ``density`` for every initial :math:`\sigma` and KL scale :math:`\lambda`:
+    one :func:`run_bnn` row each, with the columns ``"init σ"`` and ``"KL scale"`` added."""
+    grid = [(s0, kl) for s0 in init_sigmas for kl in kl_scales]
+    jobs = [(point, m) for point in grid for m in ("dense", "ssvi")]
+    rows = []
+    for (s0, kl), method in jobs if desc is None else runtime.progress(jobs, desc=desc):
+        d = 1.0 if method == "dense" else density
+        row = run_bnn(method, split, sizes, epochs, d, seed, init_sigma=s0, kl_scale=kl, device=device).row
+        rows.append({**row, "init σ": s0, "KL scale": kl})
+    return rows
+
+
+def subspace_invariants(results: Iterable[BNNResult]) -> tuple[bool, bool, bool]:
+    r"""Three properties of the sparse runs among ``results`` (dense runs are skipped), each ``True`` when it
+    held everywhere:
+
+    * the subspace kept its size: every layer had exactly its target number of active weights after
+      every epoch and after every update of an SSVI scheduler;
+    * inactive weights are exactly zero: :math:`\mu_j = \sigma_j = 0` off the mask;
+    * the KL runs over the active weights only: each layer's :meth:`~varbook.bayes.MeanField.kl` equals
+      :math:`\sum_{j\in\gamma}\mathrm{KL}(\mathcal N(\mu_j,\sigma_j^2)\,\|\,\mathcal N(0,s^2))` plus the
+      bias term, computed independently with :func:`torch.distributions.kl_divergence`.
+    """
+    results = list(results)
+    size_ok = all(all(r.density_ok) for r in results if r.row["method"] == "ssvi")
+    exact_zero = kl_active_only = True
+    for r in results:
+        for layer in mean_field_layers(r.model):
+            if r.row["method"] == "dense":
+                continue
+            off = ~layer.mask
+            exact_zero &= bool((layer.mu[off] == 0).all() and (layer.sigma[off] == 0).all())
+            prior = D.Normal(0.0, layer.prior_std)
+            kl_active = D.kl_divergence(D.Normal(layer.mu[layer.mask], F.softplus(layer.rho[layer.mask])), prior)
+            assert layer.bias_mu is not None and layer.bias_rho is not None
+            kl_bias = D.kl_divergence(D.Normal(layer.bias_mu, F.softplus(layer.bias_rho)), prior)
+            expected = (kl_active.sum() + kl_bias.sum()).detach()
+            kl_active_only &= bool(torch.allclose(layer.kl().detach(), expected, rtol=1e-4))
+        if r.scheduler is not None:
+            size_ok &= all(h["active"] == r.scheduler.targets for h in r.scheduler.history)
+    return size_ok, exact_zero, kl_active_only

@@ -1,0 +1,614 @@
+r"""The experiments of the chapter on *The Principles of Diffusion Models* :cite:`lai2025principles`.
+
+Each function is one measurement of the chapter, small enough to read beside it:
+
+* exact identities of one field: :func:`conversion_error`, :func:`score_autograd_error`,
+  :func:`ddim_euler_gap` and :func:`ddim_step_vs_diffusers` (DDIM against diffusers' scheduler);
+* the order of the samplers: :func:`dopri5_reference`, :func:`solver_errors`, :func:`fitted_orders`;
+* the noise floor of the energy distance: :func:`energy_null`;
+* trained fields: :func:`fit_denoiser`, :func:`sample_from_noise`, :func:`ode_vs_sde`;
+* class-conditional images judged by a classifier: :class:`ImageLayout`, :func:`within_class_distance`,
+  :class:`Judge`, :func:`guidance_sweep`, :func:`sampler_sweep`;
+* flow maps: :func:`fit_meanflow`, :func:`meanflow_same_times`.
+
+The chapter's negative controls are deliberately wrong variants of the same computations, each a
+mistake an implementation could make: :func:`flipped_score_convert` (a sign error in a
+conversion), ``ddim_euler_gap(..., in_x=True)`` (Euler in the wrong variables),
+``ddim_step_vs_diffusers(..., shift=1)`` (a timestep off by one), :class:`ScaledScore` (the factor
+:math:`\tfrac12` of the probability-flow drift lost or added), the ``"heun (lagged)"`` and
+``"dpm2 (lagged)"`` samplers of :data:`LAGGED` (the second evaluation at the wrong time),
+``solver_errors``' ``"squared error"`` (a norm without its square root), :func:`wrong_schedule` (a
+network sampled on another schedule than it was trained on), ``guidance_sweep(..., swapped=True)``
+(the two fields of guidance swapped) and :func:`meanflow_same_times` (a flow map called with
+:math:`r = t`).
+
+Rows come back as lists of dictionaries (one per measurement), ready for ``pandas.DataFrame``.
+Time runs from data (:math:`t = 0`) to noise (:math:`t = 1`), as everywhere in :mod:`varbook.diffusion`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..nn import MLP, train_steps
+from ..runtime import History, Meter, check_choice, progress
+from .field import Denoiser, Field
+from .flowmaps import meanflow_loss
+from .guidance import GuidedField, guide
+from .losses import denoising_loss
+from .metrics import frechet_distance
+from .param import KINDS, convert
+from .samplers import nfe, sample, sample_ddim, sample_ddim_as_euler, sample_euler, steps_for_nfe
+from .schedules import DiscreteVP, Schedule, VPCosine, VPLinear, time_grid
+
+SETTINGS: dict[str, dict] = {
+    "smoke": dict(
+        order_n=500,  # starting points of the order study
+        nfes=[10, 20, 40, 80, 160],
+        law_n=2000,  # samples of the ring for the ODE / SDE comparison
+        law_steps=200,
+        moons_n=20000,  # two moons: training set, network, optimiser
+        moons_steps=3000,
+        moons_hidden=96,
+        moons_depth=3,
+        moons_batch=512,
+        moons_lr=2e-3,
+        eval_n=2000,  # samples per evaluation, and sampler steps
+        eval_steps=50,
+        images="digits",  # 8x8 digits, an MLP denoiser
+        clf_steps=1000,
+        net="mlp",
+        hidden=256,
+        img_steps=2500,
+        img_batch=256,
+        img_lr=2e-3,
+        per_class=50,  # samples per class when judging images
+        ws=[0.0, 0.5, 1.0, 2.0, 3.0],  # guidance strengths
+        img_sampler_steps=50,
+        img_nfes=[10, 20, 50],
+        meanflow=False,
+        meanflow_steps=0,
+    ),
+    "full": dict(
+        order_n=2000,
+        nfes=[10, 20, 40, 80, 160, 320],
+        law_n=5000,
+        law_steps=500,
+        moons_n=100000,
+        moons_steps=5000,
+        moons_hidden=256,
+        moons_depth=4,
+        moons_batch=2048,
+        moons_lr=2e-3,
+        eval_n=5000,
+        eval_steps=100,
+        images="mnist5k",  # 5000 MNIST digits, padded to 32x32 for a small UNet
+        clf_steps=3000,
+        net="unet",
+        unet_base=32,
+        img_steps=8000,
+        img_batch=128,
+        img_lr=1e-3,
+        per_class=100,
+        ws=[0.0, 0.5, 1.0, 2.0, 3.0],
+        img_sampler_steps=100,
+        img_nfes=[10, 20, 50, 100],
+        meanflow=True,
+        meanflow_steps=10000,
+    ),
+}
+"""The sizes of the chapter's experiments in each profile."""
+
+
+def settings(profile: str) -> dict:
+    """A copy of the chapter's :data:`SETTINGS` for ``profile`` (``"smoke"`` or ``"full"``)."""
+    return dict(SETTINGS[check_choice("profile", profile, SETTINGS)])
+
+
+# --- exact identities -------------------------------------------------------------------------
+
+
+def predictions(field: Field, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""The four readings of one field at :math:`(x, t)`: :math:`\hat\epsilon`, :math:`\hat x_0`, the score and :math:`v`."""
+    return {"eps": field.eps(x, t), "x0": field.x0(x, t), "score": field.score(x, t), "v": field.velocity(x, t)}
+
+
+def flipped_score_convert(
+    pred: torch.Tensor, src: str, dst: str, x: torch.Tensor, t, schedule: Schedule
+) -> torch.Tensor:
+    r"""A deliberately wrong :func:`~varbook.diffusion.param.convert` (negative control): the score read as :math:`+\hat\epsilon/\sigma`.
+
+    A sign error in :math:`s = -\hat\epsilon/\sigma`, in both directions; the conversions that do
+    not touch the score are right.
+    """
+    out = convert(-pred if src == "score" else pred, src, dst, x, t, schedule)
+    return -out if dst == "score" else out
+
+
+def conversion_error(field: Field, x: torch.Tensor, t: torch.Tensor, conv=convert) -> float:
+    r"""Largest relative error :math:`|\mathrm{convert}_{a\to b}(p_a) - p_b| / (1 + |p_b|)` over the 12 ordered pairs of kinds.
+
+    The conversions are the affine maps :math:`\hat x_0 = (x - \sigma\hat\epsilon)/\alpha`,
+    :math:`s = -\hat\epsilon/\sigma`, :math:`v = \dot\alpha\hat x_0 + \dot\sigma\hat\epsilon` :cite:`lai2025principles`;
+    for an exact field they must agree with its own four predictions to rounding error. ``conv``
+    replaces :func:`~varbook.diffusion.param.convert` (a negative control: :func:`flipped_score_convert`).
+    """
+    preds = predictions(field, x, t)
+    # convert() applies the affine maps of the chapter's eq. (dp-conversions), through eps
+    return max(
+        float(((conv(preds[a], a, b, x, t, field.schedule) - preds[b]).abs() / (1 + preds[b].abs())).max())
+        for a in KINDS
+        for b in KINDS
+        if a != b
+    )
+
+
+def score_autograd_error(field, x: torch.Tensor, t: torch.Tensor) -> float:
+    r"""Largest :math:`|\nabla_x \log p_t(x) - s(x, t)|`: autograd of ``field.log_prob`` against the closed-form score."""
+    x_req = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(field.log_prob(x_req, t).sum(), x_req)
+    return float((grad - field.score(x, t)).abs().max())
+
+
+@torch.no_grad()
+def ddim_euler_gap(field: Field, x: torch.Tensor, ts: torch.Tensor, in_x: bool = False) -> float:
+    r"""Largest :math:`|\text{DDIM}(\eta = 0) - \text{Euler on } dy/d\rho = \hat\epsilon|` on the grid ``ts`` :cite:`song2021denoising`.
+
+    The two routes (:func:`~varbook.diffusion.samplers.sample_ddim` and
+    :func:`~varbook.diffusion.samplers.sample_ddim_as_euler`) are the same method written in
+    :math:`x` and in :math:`(y, \rho) = (x/\alpha, \sigma/\alpha)`, so the gap is rounding error.
+    ``in_x=True`` (a negative control) compares DDIM with Euler on the same ODE in :math:`x`
+    (:func:`~varbook.diffusion.samplers.sample_euler`), the identity stated in the wrong variables.
+    """
+    other = sample_euler(field, x, ts) if in_x else sample_ddim_as_euler(field, x, ts)
+    return float((sample_ddim(field, x, ts) - other).abs().max())
+
+
+@torch.no_grad()
+def ddim_step_vs_diffusers(
+    net: nn.Module,
+    x: torch.Tensor,
+    n_inference: int = 50,
+    positions: Sequence[int] = (0, 25, -1),
+    shift: int = 0,
+) -> list[dict]:
+    r"""One DDIM step of ours against diffusers' ``DDIMScheduler.step`` :cite:`vonplaten2022diffusers` on the same inputs.
+
+    ``net(x, t)`` is read as an :math:`\hat\epsilon`-prediction on the DDPM schedule (1000 steps, β
+    from :math:`10^{-4}` to 0.02). diffusers' timestep :math:`k` is our :math:`t = (k + 1)/1000` on
+    :class:`~varbook.diffusion.schedules.DiscreteVP`, and its step goes from :math:`k` to
+    :math:`k - 1000/n_{\text{inference}}`. For each diffusers timestep at ``positions`` of its
+    inference grid the row holds the largest difference when our step uses diffusers' float32
+    :math:`\bar\alpha` (the same inputs) and when it uses our float64 one. ``shift`` moves our two
+    times by that many DDPM steps (``shift=1``, a negative control: the timestep off by one).
+    """
+    from diffusers import DDIMScheduler
+
+    n_train = 1000
+    ref: Any = DDIMScheduler(  # diffusers' own type hints do not show its methods
+        num_train_timesteps=n_train,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        prediction_type="epsilon",
+    )
+    ref.set_timesteps(n_inference)
+    stride = n_train // n_inference
+    ours_ab = DiscreteVP()  # our float64 DDPM schedule
+    theirs_ab = DiscreteVP(torch.cat([torch.ones(1, dtype=torch.float64), ref.alphas_cumprod.double()]))
+    rows = []
+    for k in (int(ref.timesteps[i]) for i in positions):
+        k_ours = k + 1 + shift
+        step = torch.tensor([k_ours / n_train, max(k_ours - stride, 0) / n_train], dtype=torch.float64)
+        same = Denoiser(net, theirs_ab, "eps")
+        theirs = ref.step(same.eps(x, torch.tensor((k + 1) / n_train, dtype=torch.float64)), k, x).prev_sample
+        err_same = float((sample_ddim(same, x, step) - theirs).abs().max())
+        err_own = float((sample_ddim(Denoiser(net, ours_ab, "eps"), x, step) - theirs).abs().max())
+        rows.append({"diffusers timestep": k, "same ᾱ (max |diff|)": err_same, "our float64 ᾱ (max |diff|)": err_own})
+    return rows
+
+
+# --- order of convergence ---------------------------------------------------------------------
+
+
+def dopri5_reference(
+    field: Field, x: torch.Tensor, t_end: float = 1e-3, tol: float = 1e-10
+) -> tuple[torch.Tensor, float]:
+    r"""The probability-flow ODE :math:`\dot x = v(x, t)` from :math:`t = 1` to ``t_end`` by adaptive dopri5 :cite:`chen2018torchdiffeq`.
+
+    Returns the end points and the wall-clock seconds the reference took.
+    """
+    from torchdiffeq import odeint
+
+    dtype = x.dtype
+    with Meter(torch.device("cpu")) as meter:
+        x_ref = odeint(
+            lambda t, y: field.velocity(y, t),
+            x,
+            torch.tensor([1.0, t_end], dtype=dtype),
+            method="dopri5",
+            rtol=tol,
+            atol=tol,
+            options=dict(first_step=1e-4, step_t=torch.tensor([t_end], dtype=dtype)),
+        )[-1]
+    return x_ref, meter.seconds
+
+
+def heun_lagged(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
+    r"""Heun with its corrector evaluated at the step's start time (a negative control: an off-by-one time).
+
+    :math:`\tilde x = x + h\,v(x, t)`, :math:`x_s = x + \tfrac h2\big(v(x, t) + v(\tilde x, t)\big)`: the second
+    evaluation should be at :math:`s`. The method stays consistent but drops to first order.
+    """
+    for t, s in zip(ts[:-1], ts[1:], strict=True):
+        h = (s - t).to(x)
+        d = field.velocity(x, t)
+        x = x + 0.5 * h * (d + field.velocity(x + h * d, t))  # the mistake: t instead of s
+    return x
+
+
+def dpm2_lagged(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
+    r"""DPM-Solver-2 with :math:`\hat\epsilon(u, \cdot)` evaluated at the step's start time instead of the midpoint (a negative control).
+
+    Otherwise :func:`~varbook.diffusion.samplers.sample_dpm_solver_2`; it drops to first order.
+    """
+    sch = field.schedule
+    for t, s in zip(ts[:-1], ts[1:], strict=True):
+        lam_t, lam_s = sch.log_snr(t), sch.log_snr(s)
+        h = lam_s - lam_t
+        m = sch.t_of_log_snr(lam_t + h / 2)
+        a_t, a_m, a_s = sch.alpha(t), sch.alpha(m), sch.alpha(s)
+        u = (a_m / a_t).to(x) * x - (sch.sigma(m) * torch.expm1(h / 2)).to(x) * field.eps(x, t)
+        x = (a_s / a_t).to(x) * x - (sch.sigma(s) * torch.expm1(h)).to(x) * field.eps(u, t)  # t instead of m
+    return x
+
+
+LAGGED = {"heun (lagged)": (heun_lagged, "heun"), "dpm2 (lagged)": (dpm2_lagged, "dpm2")}
+"""Negative controls of the order study: each name maps to the sampler and to the method whose budget it spends."""
+
+
+class ScaledScore(Field):
+    r"""The field ``field`` with its score (and so its :math:`\hat\epsilon`) multiplied by ``factor`` (a negative control).
+
+    The probability-flow velocity becomes :math:`f x - \tfrac12 g^2\,(\text{factor}\cdot s)`: ``factor=2``
+    is the ODE run with the reverse SDE's drift :math:`f x - g^2 s`, ``factor=0.5`` the reverse SDE run
+    with the ODE's :math:`\tfrac12 g^2` (the factor one half lost or added).
+    """
+
+    kind = "eps"
+
+    def __init__(self, field: Field, factor: float):
+        self.field, self.factor, self.schedule = field, factor, field.schedule
+
+    def predict(self, x, t):
+        return self.factor * self.field.eps(x, t)
+
+
+def solver_errors(
+    field: Field,
+    x: torch.Tensor,
+    x_ref: torch.Tensor,
+    nfes: Sequence[int],
+    methods: Sequence[str] = ("euler", "ddim", "heun", "dpm2"),
+    t_end: float = 1e-3,
+    desc: str | None = None,
+) -> list[dict]:
+    r"""Mean distance :math:`\frac1n\sum_i\|\hat x_i - x^{\text{ref}}_i\|` of each sampler's end points to ``x_ref`` at each budget.
+
+    Each sampler integrates from the schedule's :math:`t_{max}` to ``t_end`` on a grid uniform in
+    :math:`\lambda = \log(\alpha/\sigma)`, with the number of steps that spends the budget
+    (:func:`~varbook.diffusion.samplers.steps_for_nfe`). One row per sampler and budget; it also
+    holds the ``"squared error"`` :math:`\frac1n\sum_i\|\hat x_i - x^{\text{ref}}_i\|^2`, the distance
+    without its square root (a negative control for the fitted order, which it doubles).
+    ``methods`` may name the deliberately wrong samplers of :data:`LAGGED`.
+    """
+    rows = []
+    for method in methods if desc is None else progress(methods, desc=desc):
+        run, budget = LAGGED.get(method, (lambda f, y, ts, m=method: sample(m, f, y, ts), method))
+        for n_eval in nfes:
+            ts = time_grid(field.schedule, steps_for_nfe(budget, n_eval), t_min=t_end)
+            dist = (run(field, x, ts) - x_ref).norm(dim=1)
+            rows.append(
+                {"sampler": method, "NFE": nfe(budget, ts), "error": float(dist.mean()),
+                 "squared error": float((dist**2).mean())}
+            )  # fmt: skip
+    return rows
+
+
+def fitted_orders(rows: Sequence[dict], min_nfe: int = 20, error: str = "error") -> dict[str, float]:
+    r"""The order of each sampler: minus the least-squares slope of :math:`\log(\text{error})` against :math:`\log(\text{NFE})`.
+
+    Only budgets with NFE ``>= min_nfe`` enter the fit (the asymptotic regime); samplers come in
+    alphabetical order. ``error`` names the column fitted.
+    """
+    orders = {}
+    for method in sorted({r["sampler"] for r in rows}):
+        pts = [(r["NFE"], r[error]) for r in rows if r["sampler"] == method and r["NFE"] >= min_nfe]
+        n_eval, err = np.array(pts, dtype=np.float64).T
+        orders[method] = float(-np.polyfit(np.log(n_eval), np.log(err), 1)[0])
+    return orders
+
+
+# --- the noise floor of the energy distance ----------------------------------------------------
+
+
+def energy_null(law, n: int, pairs: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Energy distances between ``pairs`` pairs of independent samples of ``n`` points of ``law`` (anything with ``sample(n, generator)``).
+
+    Their spread is the noise of the statistic when a sampler is exact: the calibration of a
+    threshold on the energy distance to the data.
+    """
+    from .metrics import energy_distance
+
+    return torch.tensor(
+        [float(energy_distance(law.sample(n, generator), law.sample(n, generator))) for _ in range(pairs)]
+    )
+
+
+# --- trained fields ---------------------------------------------------------------------------
+
+
+def fit_denoiser(
+    net: nn.Module,
+    schedule: Schedule,
+    kind: str,
+    tensors: Sequence[torch.Tensor],
+    steps: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    desc: str | None = None,
+    **loss_kwargs,
+) -> tuple[Denoiser, History]:
+    r"""Train ``net`` as a ``kind`` prediction on ``schedule`` by :func:`~varbook.diffusion.losses.denoising_loss`.
+
+    ``tensors`` is ``(x0,)`` or ``(x0, labels)`` (labels go to the loss as ``cond``);
+    ``loss_kwargs`` go to the loss (``p_uncond`` and ``null_label`` for classifier-free guidance).
+    The loop is :func:`~varbook.nn.train_steps`. Returns the trained field and the loss history.
+    """
+    history = train_steps(
+        net,
+        lambda x0, *cond: denoising_loss(net, x0, schedule, kind, *cond, **loss_kwargs),
+        tensors,
+        steps,
+        batch_size,
+        lr=lr,
+        desc=desc,
+    )
+    return Denoiser(net, schedule, kind), history
+
+
+@torch.no_grad()
+def sample_from_noise(
+    method: str,
+    field: Field,
+    z: torch.Tensor,
+    steps: int,
+    t_max: float | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Sample with ``method`` on a uniform grid of ``steps`` steps from ``t_max`` to :math:`10^{-3}`, starting at :math:`\sigma_{t_{max}} z`.
+
+    ``z`` is standard normal noise (on the CPU); the sampler runs on ``device`` and the samples
+    come back on the CPU.
+    """
+    ts = time_grid(field.schedule, steps, t_min=1e-3, t_max=t_max, spacing="uniform")
+    x = (z * float(field.schedule.sigma(ts[0]))).to(device)
+    return sample(method, field, x, ts, generator=generator).cpu()
+
+
+def wrong_schedule(model: Denoiser) -> Denoiser:
+    r"""The same network read on another schedule than it was trained on (a negative control).
+
+    VP linear becomes VP cosine; any other schedule (the straight path of flow matching) becomes VP linear.
+    """
+    other = VPCosine() if isinstance(model.schedule, VPLinear) else VPLinear()
+    return Denoiser(model.net, other, model.kind)
+
+
+def ode_vs_sde(
+    fields: dict[str, Field],
+    z: torch.Tensor,
+    steps: int,
+    reference: torch.Tensor,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> list[dict]:
+    r"""Each field sampled from the same noise by its probability-flow ODE (Heun) and its reverse SDE (Euler–Maruyama).
+
+    A row per field: the energy distance of each set of samples to ``reference`` and between the
+    two sets. The grid stops below :math:`t = 1` by :math:`10^{-3}`, where the straight path's
+    reverse SDE is singular.
+    """
+    from .metrics import energy_distance
+
+    rows = []
+    for name, field in fields.items():
+        t_top = min(field.schedule.t_max, 1 - 1e-3)  # the straight path's SDE is singular at t = 1
+        ode = sample_from_noise("heun", field, z, steps, t_max=t_top, device=device)
+        sde = sample_from_noise("sde", field, z, steps, t_max=t_top, generator=generator, device=device)
+        rows.append(
+            {
+                "model": name,
+                "ODE (Heun)": float(energy_distance(ode, reference)),
+                "SDE (Euler–Maruyama)": float(energy_distance(sde, reference)),
+                "ODE vs SDE samples": float(energy_distance(ode, sde)),
+            }
+        )
+    return rows
+
+
+# --- images judged by a classifier ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Flat images of ``side`` × ``side`` pixels, and the layout a network takes them in.
+
+    ``image=False`` (an MLP): the flat vectors themselves. ``image=True`` (a UNet): batches of
+    shape ``(N, 1, side + 2 pad, side + 2 pad)``, padded with the background value −1.
+    """
+
+    side: int
+    pad: int = 0
+    image: bool = False
+
+    def to_net(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat images ``(N, side²)`` in, the network's layout out."""
+        if not self.image:
+            return x
+        return F.pad(x.reshape(-1, 1, self.side, self.side), (self.pad,) * 4, value=-1.0)
+
+    def to_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's layout in, flat images ``(N, side²)`` out (the padding cut off)."""
+        if not self.image:
+            return x
+        p, s = self.pad, self.side
+        return x[:, :, p : p + s, p : p + s].reshape(len(x), -1)
+
+
+def within_class_distance(x: torch.Tensor, labels: torch.Tensor, n_classes: int = 10) -> float:
+    r"""Diversity: the mean over classes of the mean pairwise distance :math:`\|x_i - x_j\|` within the class."""
+    return float(torch.stack([torch.pdist(x[labels == k]).mean() for k in range(n_classes)]).mean())
+
+
+@dataclass(frozen=True)
+class Judge:
+    r"""A fixed classifier's verdict on flat images generated for given labels.
+
+    ``classifier`` (an :class:`~varbook.nn.MLP` of flat images, never shown samples) gives the class
+    accuracy against the requested labels and, through its last hidden layer (``features``), the
+    Fréchet distance :cite:`heusel2017gans` of the images to the ``reference`` images;
+    :func:`within_class_distance` measures diversity. ``layout`` (when given) tells
+    :meth:`flat` how to read a sampler's output.
+    """
+
+    classifier: MLP
+    reference: torch.Tensor
+    layout: ImageLayout | None = None
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        """A sampler's output in the network's layout, as flat images clamped to :math:`[-1, 1]`."""
+        return (x if self.layout is None else self.layout.to_flat(x)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def __call__(self, imgs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Class accuracy, within-class distance and Fréchet distance of flat ``imgs`` asked for ``labels``."""
+        features = self.classifier.features
+        return {
+            "class accuracy": float((self.classifier(imgs).argmax(1) == labels).float().mean()),
+            "within-class distance": within_class_distance(imgs, labels),
+            "Fréchet (digits)": float(frechet_distance(features(imgs), features(self.reference))),
+        }
+
+
+class SwappedGuidance(GuidedField):
+    r"""Classifier-free guidance with its two fields swapped (a negative control): :math:`(1 + w)\hat\epsilon(x, \varnothing) - w\hat\epsilon(x, c)`.
+
+    The arguments of :func:`~varbook.diffusion.guidance.guide` in the wrong order: it guides away from the class.
+    """
+
+    def predict(self, x, t):
+        cond = self.denoiser.with_cond(self.labels).predict(x, t)
+        return guide(self.denoiser.with_cond(self.null).predict(x, t), cond, self.w)
+
+
+@torch.no_grad()
+def guidance_sweep(
+    model: Denoiser,
+    labels: torch.Tensor,
+    z: torch.Tensor,
+    ws: Sequence[float],
+    steps: int,
+    judge: Judge,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+    null_label: int = 10,
+    swapped: bool = False,
+) -> tuple[list[dict], dict[float, torch.Tensor]]:
+    r"""Classifier-free guidance :cite:`ho2022classifierfree` at each strength ``w``, sampled by DDPM from the same start ``z``.
+
+    The guided field is :math:`(1 + w)\hat\epsilon(x, t, c) - w\hat\epsilon(x, t, \varnothing)`
+    (:class:`~varbook.diffusion.guidance.GuidedField`), sampled over ``steps`` uniform steps from
+    :math:`t_{max}` to :math:`10^{-3}`. Returns one row of the ``judge``'s verdict per ``w`` and the
+    flat samples (on the CPU) by ``w``. ``swapped=True`` guides by :class:`SwappedGuidance` (a negative control).
+    """
+    ts = time_grid(model.schedule, steps, t_min=1e-3, spacing="uniform")
+    rows, imgs_by_w = [], {}
+    for w in ws if desc is None else progress(ws, desc=desc):
+        field = (SwappedGuidance if swapped else GuidedField)(model, labels, null_label=null_label, w=w)
+        imgs = judge.flat(sample("ddpm", field, z, ts, generator=generator))
+        imgs_by_w[w] = imgs.cpu()
+        rows.append({"w": w, **judge(imgs, labels)})
+    return rows, imgs_by_w
+
+
+@torch.no_grad()
+def sampler_sweep(
+    model: Denoiser,
+    labels: torch.Tensor,
+    z: torch.Tensor,
+    methods: Sequence[str],
+    nfes: Sequence[int],
+    judge: Judge,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+    null_label: int = 10,
+) -> list[dict]:
+    r"""The conditional field (no guidance) sampled by each method at each budget, from the same start ``z``.
+
+    A row per method and budget: the NFE, the ``judge``'s Fréchet distance and class accuracy,
+    and the wall-clock milliseconds per generated image.
+    """
+    plain = GuidedField(model, labels, null_label=null_label, w=0.0)
+    rows = []
+    for method in methods if desc is None else progress(methods, desc=desc):
+        for n_eval in nfes:
+            ts = time_grid(model.schedule, steps_for_nfe(method, n_eval), t_min=1e-3, spacing="uniform")
+            with Meter(z.device) as meter:
+                imgs = judge.flat(sample(method, plain, z, ts, generator=generator))
+            verdict = judge(imgs, labels)
+            rows.append(
+                {
+                    "sampler": method,
+                    "NFE": nfe(method, ts),
+                    "Fréchet (digits)": verdict["Fréchet (digits)"],
+                    "class accuracy": verdict["class accuracy"],
+                    "ms per image": 1000 * meter.seconds / len(imgs),
+                }
+            )
+    return rows
+
+
+# --- flow maps --------------------------------------------------------------------------------
+
+
+def fit_meanflow(
+    net: nn.Module, x: torch.Tensor, steps: int, batch_size: int, lr: float = 1e-3, desc: str | None = None
+) -> History:
+    r"""Train a flow map ``net(z, t, r)`` on data ``x`` by the MeanFlow loss :cite:`geng2025meanflow`.
+
+    The regression target is :math:`u_{\text{tgt}} = v - (t - r)(v\cdot\partial_z u + \partial_t u)`
+    (:func:`~varbook.diffusion.flowmaps.meanflow_loss`); the loop is :func:`~varbook.nn.train_steps`.
+    """
+    return train_steps(net, lambda x0: meanflow_loss(net, x0), (x,), steps, batch_size, lr=lr, desc=desc)
+
+
+@torch.no_grad()
+def meanflow_same_times(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    r"""One jump of a MeanFlow map with both times at :math:`t = 1`, :math:`z - u(z, 1, 1)` (a negative control).
+
+    The map called with :math:`r = t`, its instantaneous velocity: one Euler step of flow matching
+    instead of the average velocity over :math:`[0, 1]` of :func:`~varbook.diffusion.flowmaps.sample_meanflow`.
+    """
+    one = torch.ones(z.shape[0], dtype=z.dtype, device=z.device)
+    return z - net(z, one, one)

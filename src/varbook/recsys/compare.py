@@ -1,0 +1,173 @@
+r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models trained alike, ranked alike.
+
+* :class:`Variant` and :func:`fit_variants`: Mult-VAEs with different likelihoods and β schedules,
+  and the Mult-DAE, each trained by :func:`~varbook.recsys.mult_vae.fit` from the same seed;
+* :func:`held_out_metrics` and :func:`summarise`: per-user NDCG@k and Recall@r of held-out
+  users, and their means with the standard error of the NDCG;
+* :func:`ndcg_by_activity`: the NDCG of each activity group of test users (how many clicks they
+  folded in);
+* :func:`baselines`: EASE and popularity, which need no training;
+* the negative controls of the chapter's claims: two deliberately wrong Mult-VAEs
+  (:class:`BetaOnLikelihoodVAE`, :class:`UserSoftmaxVAE`, named by :attr:`Variant.mistake`)
+  and an evaluation whose fold-in rows are misaligned with the held-out ones (:func:`misaligned`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import runtime
+from ..vi.kl import gaussian_kl_standard
+from .baselines import EASE, Popularity
+from .metrics import ndcg_at_k, recall_at_k
+from .mult_vae import FitResult, MultDAE, MultVAE, Scorer, fit, log_likelihood, rank_scores
+from .split import HeldOut, StrongSplit
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model of a comparison: a Mult-VAE with a ``likelihood`` and a β schedule, or the Mult-DAE.
+
+    β rises linearly to ``cap`` over ``total_anneal_steps`` updates (``None``: the whole run;
+    ``0``: constant β = ``cap``); the Mult-DAE (``dae=True``) has no KL term and ignores β.
+    ``mistake`` names a deliberately wrong Mult-VAE of :data:`MISTAKES`, for negative controls.
+    """
+
+    likelihood: str = "mult"
+    cap: float = 0.2
+    total_anneal_steps: int | None = None
+    dae: bool = False
+    mistake: str | None = None
+
+
+class BetaOnLikelihoodVAE(MultVAE):
+    """A deliberate mistake (a negative control): the annealed weight β multiplies the log-likelihood, not the KL term.
+
+    The loss is :math:`-\\beta\\sum_i x_i\\log\\pi_i(z)+\\mathrm{KL}`: early in an annealed run the
+    clicks carry no weight, and at the cap 0.2 the KL weighs five times the likelihood.
+    """
+
+    def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
+        logits, mu, log_var = self(x)
+        return (-beta * log_likelihood(logits, x, self.likelihood) + gaussian_kl_standard(mu, log_var)).mean()
+
+
+class UserSoftmaxVAE(MultVAE):
+    """A deliberate mistake (a negative control): the multinomial's softmax runs over the users of the minibatch.
+
+    ``log_softmax(logits, 0)`` instead of over the items (the last dimension): each item's
+    probability is shared among users rather than each user's among items, so the loss no
+    longer ranks items for a user (it cannot see an item's popularity, a constant per item).
+    """
+
+    def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
+        logits, mu, log_var = self(x)
+        log_lik = (F.log_softmax(logits, 0) * x).sum(-1)  # the wrong axis
+        return (-log_lik + beta * gaussian_kl_standard(mu, log_var)).mean()
+
+
+MISTAKES: dict[str, type[MultVAE]] = {
+    "beta on the likelihood": BetaOnLikelihoodVAE,
+    "softmax over users": UserSoftmaxVAE,
+}
+"""The deliberately wrong Mult-VAEs a :class:`Variant` can name (``mistake=``), for negative controls."""
+
+
+def fit_variants(
+    variants: dict[str, Variant],
+    split: StrongSplit,
+    *,
+    hidden: Sequence[int],
+    latent: int,
+    dae_hidden: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    k: int,
+    seed: int,
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+) -> dict[str, FitResult]:
+    """Train every variant on ``split`` (validation NDCG@k picks the epoch), each from the same seed.
+
+    Before each model, everything is seeded with ``seed`` and the minibatches are drawn with a
+    fresh generator seeded with ``seed``, so the variants differ only in what they name. VAEs
+    are ``[I, *hidden, latent, *reversed(hidden), I]``, the DAE ``[I, *dae_hidden, I]``. Returns
+    each :class:`~varbook.recsys.mult_vae.FitResult` (its ``model`` is the trained network).
+    """
+    fits = {}
+    for name, v in runtime.progress(variants.items(), desc=desc, disable=desc is None):
+        runtime.seed_all(seed)
+        if v.dae:
+            model: MultVAE | MultDAE = MultDAE(split.n_items, hidden=dae_hidden, likelihood=v.likelihood)
+        else:
+            cls = MultVAE if v.mistake is None else MISTAKES[runtime.check_choice("mistake", v.mistake, MISTAKES)]
+            model = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood)
+        fits[name] = fit(
+            model.to(device),
+            split.train,
+            split.validation,
+            epochs=epochs,
+            batch_size=batch_size,
+            cap=v.cap,
+            total_anneal_steps=v.total_anneal_steps,
+            k=k,
+            generator=torch.Generator().manual_seed(seed),
+        )
+    return fits
+
+
+def held_out_metrics(model: Scorer, held: HeldOut, k: int = 100, recall_at: Sequence[int] = (20, 50)) -> dict:
+    """Per-user NDCG@k and Recall@r (each ``(users,)``) of the held-out users, ranking from their fold-in clicks."""
+    scores = rank_scores(model, held.fold_in)
+    out = {f"NDCG@{k}": ndcg_at_k(scores, held.held_out, k)}
+    out |= {f"Recall@{r}": recall_at_k(scores, held.held_out, r) for r in recall_at}
+    return out
+
+
+def misaligned(held: HeldOut, seed: int = 0) -> HeldOut:
+    """The held-out users with their fold-in rows shuffled among them: a deliberately wrong evaluation (a negative control).
+
+    Each user's ranking is then computed from another user's clicks (a random permutation
+    seeded with ``seed``), the mistake of building the fold-in and held-out matrices in two
+    different user orders. A non-personal ranker (popularity) hardly changes; a personalised
+    one loses what it learnt about the user.
+    """
+    order = runtime.randperm(len(held.users), generator=torch.Generator().manual_seed(seed))
+    return HeldOut(held.users, held.fold_in[order.to(held.fold_in.device)], held.held_out)
+
+
+def summarise(per_user: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
+    r"""The mean of each metric per model, and the standard error :math:`\hat\sigma/\sqrt n` of the NDCG (the first metric)."""
+    rows = {}
+    for name, metrics in per_user.items():
+        row = {metric: float(v.mean()) for metric, v in metrics.items()}
+        ndcg = next(iter(metrics.values()))
+        row["s.e. NDCG"] = float(ndcg.std() / len(ndcg) ** 0.5)
+        rows[name] = row
+    return rows
+
+
+def ndcg_by_activity(
+    per_user: dict[str, dict[str, torch.Tensor]], fold_in: torch.Tensor, groups: int = 5
+) -> dict[str, list[float]]:
+    """Each model's mean NDCG (its first metric) over the users of each of ``groups`` activity quantiles.
+
+    A user's activity is their number of fold-in clicks; group 1 holds the least active users.
+    """
+    activity = fold_in.sum(1)
+    edges = activity.quantile(torch.arange(1, groups, device=activity.device) / groups)  # 0.2, 0.4, ... for 5
+    group = torch.bucketize(activity, edges)
+    out = {}
+    for name, metrics in per_user.items():
+        ndcg = next(iter(metrics.values()))
+        out[name] = [float(ndcg[group == q].mean()) for q in range(groups)]
+    return out
+
+
+def baselines(train: torch.Tensor, lam: float = 200.0) -> dict[str, Scorer]:
+    """The two baselines that need no training: EASE (ridge ``lam``) :cite:`steck2019embarrassingly` and popularity."""
+    return {f"EASE (λ = {lam:g})": EASE(train, lam), "popularity": Popularity(train)}

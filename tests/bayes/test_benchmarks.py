@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from varbook.bayes import BNNRun, mean_field_layers
+from varbook.bayes import benchmarks as bench
+from varbook.data import Split
+
+
+def tiny(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(200, 10, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return Split(x[:150], y[:150], x[150:], y[150:], (2, 5), n_classes=2)
+
+
+def test_run_bnn_is_seeded_and_reports_its_metrics():
+    a = bench.run_bnn("ssvi", tiny(), [10, 16, 2], epochs=4, density=0.25, seed=3, delta_t=2, n_samples=2)
+    b = bench.run_bnn("ssvi", tiny(), [10, 16, 2], epochs=4, density=0.25, seed=3, delta_t=2, n_samples=2)
+    assert a.row == b.row and torch.equal(a.probs, b.probs)
+    assert set(a.row) == {"method", "density", "seed", "criterion", "accuracy", "NLL", "ECE", "Brier", "training FLOPs"}
+    assert isinstance(a.run, BNNRun) and len(a.run["loss"]) == 4
+    assert a.run.update_steps > 0 and a.density_ok == [True] * 4
+    assert a.probs.shape == (50, 2) and 0.5 < a.row["accuracy"] <= 1
+    with pytest.raises(ValueError, match="unknown method"):
+        bench.run_bnn("pruned", tiny(), [10, 2], epochs=1)
+
+
+def test_static_masks_keep_their_subspace_and_dense_runs_have_none():
+    static = bench.run_bnn("static", tiny(), [10, 16, 2], epochs=2, density=0.25)
+    dense = bench.run_bnn("dense", tiny(), [10, 16, 2], epochs=2)
+    assert static.scheduler is None and static.run.update_steps == 0 and static.row["criterion"] == ""
+    assert [layer.active() for layer in mean_field_layers(static.model)] == [40, 8]
+    assert all(bool(layer.mask.all()) for layer in mean_field_layers(dense.model))
+    # FLOPs follow the active weights: a quarter of the dense count (no update steps)
+    assert static.row["training FLOPs"] == pytest.approx(0.25 * dense.row["training FLOPs"])
+
+
+def test_compare_methods_order_and_invariants():
+    runs = bench.compare_methods(tiny(), [10, 16, 2], epochs=2, seeds=[0, 1], densities=[0.25])
+    assert list(runs) == [
+        ("dense", 1.0, 0),
+        ("dense", 1.0, 1),
+        ("ssvi", 0.25, 0),
+        ("static", 0.25, 0),
+        ("ssvi", 0.25, 1),
+        ("static", 0.25, 1),
+    ]
+    assert bench.subspace_invariants(runs.values()) == (True, True, True)
+    # a weight that leaks out of the subspace breaks the second invariant
+    layer = mean_field_layers(runs[("static", 0.25, 0)].model)[0]
+    with torch.no_grad():
+        layer.mu[~layer.mask] = 0.1
+    assert bench.subspace_invariants(runs.values()) == (True, False, True)
+
+
+def test_hyperparameter_sweep_rows():
+    rows = bench.hyperparameter_sweep(tiny(), [10, 8, 2], epochs=1, init_sigmas=(1e-3,), kl_scales=(0.01, 1.0))
+    assert [(r["method"], r["KL scale"]) for r in rows] == [
+        ("dense", 0.01),
+        ("ssvi", 0.01),
+        ("dense", 1.0),
+        ("ssvi", 1.0),
+    ]
+    assert all(r["init σ"] == 1e-3 for r in rows) and rows[1]["density"] == 0.1

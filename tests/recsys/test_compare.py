@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from varbook.data import implicit_feedback
+from varbook.recsys import EASE, MultDAE, MultVAE, Popularity, strong_generalization_split
+from varbook.recsys import compare as mv
+from varbook.recsys.split import HeldOut
+
+
+@pytest.fixture(scope="module")
+def split():
+    return strong_generalization_split(implicit_feedback(n_users=300, n_items=40, seed=4), 40, 40, seed=0)
+
+
+def test_fit_variants_start_every_model_alike(split):
+    variants = {
+        "a": mv.Variant("mult", cap=1.0),
+        "b": mv.Variant("mult", cap=1.0),
+        "constant": mv.Variant("gaussian", cap=1.0, total_anneal_steps=0),
+        "dae": mv.Variant(dae=True),
+    }
+    fits = mv.fit_variants(
+        variants, split, hidden=(16,), latent=4, dae_hidden=(8,), epochs=2, batch_size=50, k=10, seed=3
+    )
+    assert isinstance(fits["a"].model, MultVAE) and isinstance(fits["dae"].model, MultDAE)
+    assert fits["constant"].model.likelihood == "gaussian"
+    # the same variant from the same seed gives the same run
+    assert fits["a"]["val_ndcg"] == fits["b"]["val_ndcg"]
+    for p, q in zip(fits["a"].model.parameters(), fits["b"].model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert fits["constant"]["beta"] == [1.0, 1.0]
+    assert 0 < fits["a"]["beta"][0] < fits["a"]["beta"][1] < 1.0  # annealed over the whole run
+
+
+class Oracle:
+    """Scores the held-out items highest: a perfect ranking."""
+
+    def __init__(self, held_out: torch.Tensor):
+        self.held_out = held_out
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.held_out + 0.0 * x
+
+
+def test_held_out_metrics_and_summarise():
+    fold_in = torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0]])
+    held_out = torch.tensor([[0.0, 1, 0, 0, 0, 1], [1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]])
+    held = HeldOut(torch.arange(3), fold_in, held_out)
+    perfect = mv.held_out_metrics(Oracle(held_out), held, k=2, recall_at=(1, 3))
+    assert set(perfect) == {"NDCG@2", "Recall@1", "Recall@3"}
+    assert all(torch.allclose(v, torch.ones(3, dtype=v.dtype)) for v in perfect.values())
+    reverse = mv.held_out_metrics(Oracle(-held_out), held, k=2, recall_at=(1, 3))
+    assert float(reverse["NDCG@2"].max()) == 0.0  # the relevant items are ranked last
+    rows = mv.summarise({"perfect": perfect, "reverse": reverse})
+    assert rows["perfect"] == {"NDCG@2": 1.0, "Recall@1": 1.0, "Recall@3": 1.0, "s.e. NDCG": 0.0}
+    assert rows["reverse"]["NDCG@2"] == 0.0 and rows["reverse"]["Recall@1"] == 0.0
+
+
+def test_ndcg_by_activity_groups_users_by_fold_in_clicks():
+    activity = torch.arange(1, 11)  # users with 1 to 10 fold-in clicks
+    fold_in = (torch.arange(12)[None, :] < activity[:, None]).float()
+    per_user = {"m": {"NDCG@5": activity.double()}}
+    groups = mv.ndcg_by_activity(per_user, fold_in, groups=5)["m"]
+    assert len(groups) == 5 and groups == sorted(groups)
+    assert groups[0] < 3 and groups[-1] > 8  # group 1: least active users
+
+
+def test_baselines(split):
+    models = mv.baselines(split.train, lam=50.0)
+    assert list(models) == ["EASE (λ = 50)", "popularity"]
+    assert isinstance(models["EASE (λ = 50)"], EASE) and isinstance(models["popularity"], Popularity)
+    ndcg = {n: mv.held_out_metrics(m, split.test, 10, recall_at=(10,))["NDCG@10"].mean() for n, m in models.items()}
+    assert ndcg["EASE (λ = 50)"] > ndcg["popularity"]
+
+
+def test_mistaken_variants_train_the_wrong_models(split):
+    variants = {
+        "beta": mv.Variant("mult", mistake="beta on the likelihood"),
+        "users": mv.Variant("mult", mistake="softmax over users"),
+    }
+    fits = mv.fit_variants(
+        variants, split, hidden=(16,), latent=4, dae_hidden=(8,), epochs=1, batch_size=50, k=10, seed=0
+    )
+    assert isinstance(fits["beta"].model, mv.BetaOnLikelihoodVAE)
+    assert isinstance(fits["users"].model, mv.UserSoftmaxVAE)
+    with pytest.raises(ValueError, match="mistake"):
+        mv.fit_variants({"x": mv.Variant(mistake="typo")}, split, hidden=(4,), latent=2, dae_hidden=(4,), epochs=1,
+                        batch_size=50, k=10, seed=0)  # fmt: skip
+
+
+def test_the_mistaken_losses():
+    x = (torch.rand(6, 10, generator=torch.Generator().manual_seed(0)) > 0.6).float()
+    torch.manual_seed(0)
+    right = MultVAE(10, hidden=(8,), latent=3)
+    beta_lik = mv.BetaOnLikelihoodVAE(10, hidden=(8,), latent=3)
+    users = mv.UserSoftmaxVAE(10, hidden=(8,), latent=3)
+    beta_lik.load_state_dict(right.state_dict())
+    users.load_state_dict(right.state_dict())
+    for m in (right, beta_lik, users):
+        m.eval()  # z = mu and no dropout: the three see the same logits
+        m.requires_grad_(False)
+    logits, mu, log_var = right(x)
+    kl = (0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)).mean()
+    assert float(beta_lik.loss(x, 0.0)) == pytest.approx(float(kl), rel=1e-5)  # β = 0: only the KL term is left
+    assert float(beta_lik.loss(x, 1.0)) == pytest.approx(float(right.loss(x, 1.0)), rel=1e-5)  # β = 1: no difference
+    wrong_lik = (torch.log_softmax(logits, 0) * x).sum(-1).mean()
+    assert float(users.loss(x, 0.0)) == pytest.approx(-float(wrong_lik), rel=1e-5)
+    assert float(users.loss(x, 0.0)) != pytest.approx(float(right.loss(x, 0.0)), rel=1e-3)
+
+
+def test_misaligned_shuffles_the_fold_in_rows_only(split):
+    bad = mv.misaligned(split.test, seed=1)
+    assert torch.equal(bad.held_out, split.test.held_out) and torch.equal(bad.users, split.test.users)
+    assert not torch.equal(bad.fold_in, split.test.fold_in)
+    rows = {tuple(r.tolist()) for r in split.test.fold_in}
+    assert all(tuple(r.tolist()) in rows for r in bad.fold_in)  # the same rows, in another order
+    assert torch.equal(mv.misaligned(split.test, seed=1).fold_in, bad.fold_in)  # seeded
