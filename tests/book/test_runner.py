@@ -74,8 +74,9 @@ def test_dashboard_lists_claims_and_runs():
         ],
     }
     text = book.dashboard([rec])
-    assert "1 of 2 claims hold" in text and "s &lt;1&gt;" in text and "not reproduced" in text
-    assert "not run here" in text and "1 / 2" in text
+    assert "1 claims reproduced" in text and "1 not reproduced" in text and "1 not run" in text
+    assert "s &lt;1&gt;" in text and "not run here" in text
+    assert "<td>1</td><td>0</td><td>0</td><td>1</td><td>1</td>" in text  # the chapter's tally row
     assert "varbook-runs" in text and "varbook-env" in text
     assert "No chapter" in book.dashboard([])
 

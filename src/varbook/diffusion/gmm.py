@@ -101,9 +101,8 @@ class GaussianMixture:
         """
         H = torch.as_tensor(H, dtype=torch.float64)
         if H.dim() != 2 or H.shape[1] != self.dim or y.dim() != 2 or y.shape[1] != H.shape[0]:
-            raise ValueError(
-                f"need H of shape (m, {self.dim}) and y of shape (batch, m), got {tuple(H.shape)}, {tuple(y.shape)}"
-            )
+            shapes = f"{tuple(H.shape)}, {tuple(y.shape)}"
+            raise ValueError(f"need H of shape (m, {self.dim}) and y of shape (batch, m), got {shapes}")
         if noise_std <= 0:
             raise ValueError(f"noise_std must be positive, got {noise_std}")
         y = y.double()
@@ -161,5 +160,6 @@ class GaussianMixtureField(Field):
     def predict(self, x, t):
         a, means, covs, sol, log_comp = self._parts(x, t)
         r = responsibilities(log_comp)  # r_k(x), the posterior weights of the components
-        # E[x0 | x_t] = sum_k r_k (mu_k + alpha Sigma_k C_k^{-1} (x - alpha mu_k)), sol = C_k^{-1}(x - alpha mu_k)
+        # E[x0 | x_t] = sum_k r_k (mu_k + alpha Sigma_k C_k^{-1} (x - alpha mu_k)),
+        # with sol = C_k^{-1} (x - alpha mu_k)
         return r @ means + a.reshape(-1, 1) * torch.einsum("kij,bkj->bi", covs, r.unsqueeze(-1) * sol)

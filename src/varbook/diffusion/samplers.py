@@ -116,7 +116,7 @@ def sample_ddim_as_euler(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
     if float(sch.alpha(ts[0])) == 0.0:
         raise ValueError(f"y = x / alpha is infinite at t = {float(ts[0])}: start the grid where alpha > 0")
     if float(ts[-1]) == 0.0:
-        raise ValueError("end the grid at t > 0: rho = 0 is the data end, where t(rho) is not defined by the log-SNR")
+        raise ValueError("end the grid at t > 0: at rho = 0 (the data end) the log-SNR defines no t")
     rho = torch.exp(-sch.log_snr(ts))  # rho = sigma / alpha
 
     def drift(y, r):  # dy/drho = eps_hat(alpha y, t(rho)); one Euler step is y_s = y_t + (rho_s - rho_t) eps_hat

@@ -72,7 +72,8 @@ def ode_log_likelihood(
     """
     check_choice("method", method, METHODS)
     start = torch.cat([x, torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1)
-    # integrate (X, l) with dl/dt = div b from t1 back to t0, then log rho_t1(x) = log rho_t0(X_t0) + l(t0)
+    # integrate (X, l) with dl/dt = div b from t1 back to t0,
+    # then log rho_t1(x) = log rho_t0(X_t0) + l(t0)
     end = (solvers.heun if method == "heun" else solvers.euler)(augmented_drift(drift, probes, generator), start, ts)
     return base_log_prob(end[:, :-1]) + end[:, -1]
 

@@ -139,7 +139,8 @@ def _run(program, args, kwargs, replay: dict[str, torch.Tensor]) -> torch.Tensor
     try:
         out = program(tracer, *args, **kwargs)
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"a program must return a tensor of objective estimates, got {type(out).__name__}")
+            kind = type(out).__name__
+            raise TypeError(f"a program must return a tensor of objective estimates, got {kind}")
     except _Fork as fork:
         fixed = {**replay, **tracer.new}
         if fork.strategy.name == "enum":
@@ -208,9 +209,8 @@ def _measure_valued(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
     value_shape = main.shape
     extra = v.dim() - len(fork.dist.event_shape) - len(value_shape)
     if extra < 0 or tuple(v.shape[extra : extra + len(value_shape)]) != tuple(value_shape):
-        raise ValueError(
-            f"random choice {fork.name!r}: its shape {tuple(v.shape)} does not hold the value's {tuple(value_shape)}"
-        )
+        shapes = f"its shape {tuple(v.shape)} does not hold the value's {tuple(value_shape)}"
+        raise ValueError(f"random choice {fork.name!r}: {shapes}")
     probs = base.probs.expand(v.shape)
     correction = torch.zeros_like(main)
     n_units = v.numel() // max(1, math.prod(value_shape))
