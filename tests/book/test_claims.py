@@ -31,7 +31,7 @@ def test_bad_tier_and_comparison():
 
 def test_finish_writes_record_and_raises_on_robust_failure(tmp_path):
     r = make()
-    r.check("ok", 1.0, "<", 2.0, tier="robust", paper="2", source="Table 1")
+    r.check("ok", 1.0, "<", 2.0, tier="robust", paper="2", source="Table 1", control=3.0)
     r.check("full only", 3.0, "<", 2.0, tier="full")
     r.check("explore", 3.0, "<", 2.0, tier="exploratory")
     r.finish(tmp_path)  # the failing full claim is not asserted in smoke
@@ -149,3 +149,20 @@ def test_a_missing_peer_skips_even_an_asserted_claim(tmp_path):
     r.finish(tmp_path)  # not a failure: the reader lacks the peer
     with pytest.raises(ValueError, match="cannot be skipped"):
         r.skip("core", "no", tier="robust")
+
+
+def test_an_asserted_claim_without_a_negative_control_fails(tmp_path):
+    r = make()
+    r.check("uncontrolled", 1.0, "<", 2.0, tier="robust")
+    r.check("exploratory rows need none", 1.0, "<", 2.0, tier="exploratory")
+    r.check("sanity rows need none", 1.0, "<", 2.0, tier="robust", kind="sanity")
+    with pytest.raises(ClaimFailed, match=r"1 claim\(s\).*uncontrolled \(no negative control\)"):
+        r.finish(tmp_path)
+
+
+def test_sanity_checks_are_shown_apart_after_the_claims():
+    r = make()
+    r.check("identity", 0.0, "<=", 0.0, tier="robust", kind="sanity")
+    r.check("claim", 1.0, "<", 2.0, tier="robust", control=5.0)
+    page = r.to_html()
+    assert page.index("claim<") < page.index("Sanity checks") < page.index("identity")

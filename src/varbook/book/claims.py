@@ -385,22 +385,34 @@ class Report:
         return claim.tier == "robust" or claim.kind == "sanity" or (claim.tier == "full" and self.profile == "full")
 
     def failures(self) -> list[Claim]:
-        """Asserted claims that did not hold, or whose negative control passed."""
-        return [
-            c
-            for c in self.claims
-            if self.asserted(c)
-            and (
-                c.holds is False
-                or c.control_holds is True
-                or (c.holds is None and not c.comparison.endswith("missing"))
-            )
-        ]
+        """Asserted claims that did not hold, whose negative control passed, or that have no control."""
+        return [c for c in self.claims if self.asserted(c) and self.problem(c)]
+
+    def problem(self, claim: Claim) -> str:
+        """Why an asserted ``claim`` fails this report ("" when it does not).
+
+        A claim (not a sanity check) that holds must also carry a negative control that fails.
+        """
+        if claim.holds is None:
+            return "" if claim.comparison.endswith("missing") else "not run"
+        if not claim.holds:
+            return "does not hold"
+        if claim.control_holds:
+            return "its control passes"
+        if claim.kind == "claim" and claim.control_holds is None:
+            return "no negative control"
+        return ""
 
     def to_html(self) -> str:
         head = ["claim", "tier", "paper", "source", "ours", "test", "control", "holds"]
-        rows = []
-        for c in self.claims:
+        rows: list[str] = []
+        ordered = [c for c in self.claims if c.kind != "sanity"] + [c for c in self.claims if c.kind == "sanity"]
+        for i, c in enumerate(ordered):
+            if c.kind == "sanity" and (i == 0 or ordered[i - 1].kind != "sanity"):
+                rows.append(
+                    f'<tr class="varbook-sanity-head"><th colspan="{len(head) + 1}">Sanity checks: true by '
+                    "construction of our code, asserted but not counted as reproduced claims</th></tr>"
+                )
             verdict = verdict_html(c.holds, self.asserted(c), kind=c.kind, control_holds=c.control_holds)
             tier = "sanity check" if c.kind == "sanity" else c.tier
             control = "&mdash;" if c.control is None else _fmt(c.control)
@@ -482,7 +494,7 @@ class Report:
         print(f"record: {path.name} ({self.profile}), wall {self.record()['wall_seconds']} s")
         failed = self.failures()
         if failed:
-            names = "; ".join(c.statement + (" (its control passes)" if c.control_holds else "") for c in failed)
+            names = "; ".join(f"{c.statement} ({self.problem(c)})" for c in failed)
             raise ClaimFailed(
                 f"{len(failed)} claim(s) of {self.slug} did not hold in the {self.profile} profile: {names}"
             )
