@@ -62,3 +62,38 @@ def test_hyperparameter_sweep_rows():
         ("ssvi", 1.0),
     ]
     assert all(r["init σ"] == 1e-3 for r in rows) and rows[1]["density"] == 0.1
+
+
+def test_static_mask_margin_and_its_control():
+    def row(method, density, seed, acc, nll):
+        return {"method": method, "density": density, "seed": seed, "accuracy": acc, "NLL": nll}
+
+    rows = [row("dense", 1.0, 0, 0.99, 0.05), row("dense", 1.0, 1, 0.99, 0.05)]
+    rows += [row("ssvi", 0.1, 0, 0.97, 0.10), row("static", 0.1, 0, 0.95, 0.15)]
+    rows += [row("ssvi", 0.1, 1, 0.94, 0.10), row("static", 0.1, 1, 0.95, 0.15)]  # lower accuracy: no win
+    rows += [row("ssvi", 0.05, s, 0.96, 0.1) for s in (0, 1)] + [row("static", 0.05, s, 0.93, 0.2) for s in (0, 1)]
+    wins, gap = bench.static_mask_margin(rows)
+    assert wins == 1 and gap == pytest.approx(3.0)
+    assert bench.static_mask_margin(rows, "static") == (0, 0.0)  # the static mask cannot beat itself
+    with pytest.raises(ValueError, match="same seeds"):
+        bench.static_mask_margin(rows[:-1])
+
+
+def test_ssvi_without_updates_is_the_static_mask():
+    # the premise of the control above: a scheduler that never fires trains exactly the static mask
+    never = bench.run_bnn("ssvi", tiny(), [10, 16, 2], epochs=2, density=0.25, seed=1, delta_t=10**6, n_samples=2)
+    static = bench.run_bnn("static", tiny(), [10, 16, 2], epochs=2, density=0.25, seed=1, n_samples=2)
+    assert never.run.update_steps == 0 and torch.equal(never.probs, static.probs)
+
+
+def test_redrawn_mask_metrics_lose_what_the_model_learned():
+    split = tiny()
+    run = bench.run_bnn("ssvi", split, [10, 16, 2], epochs=40, density=0.25, seed=0, delta_t=4, n_samples=2)
+    masks = [layer.mask.clone() for layer in mean_field_layers(run.model)]
+    wrong = bench.redrawn_mask_metrics(run, split, seed=0, n_samples=2)
+    assert set(wrong) == {"accuracy", "NLL"}
+    assert run.row["accuracy"] > 0.85  # 0.92: the model has learned the task ...
+    assert wrong["accuracy"] < run.row["accuracy"] - 0.1 and wrong["NLL"] > 2 * run.row["NLL"]  # ... and lost it
+    assert all(torch.equal(m, layer.mask) for m, layer in zip(masks, mean_field_layers(run.model), strict=True))
+    with pytest.raises(ValueError, match="dense"):
+        bench.redrawn_mask_metrics(bench.run_bnn("dense", split, [10, 2], epochs=1), split)

@@ -52,6 +52,27 @@ def test_w1_sweep_runs_the_ode_at_zero_and_keeps_paths():
     assert none == {}
 
 
+def test_mistaken_sdes_miss_the_target_that_the_right_one_reaches():
+    field = InterpolantMixtureField(Interpolant("one_sided_linear"), STD_1D, TWO_MODES)
+    x = torch.randn(20000, 1, dtype=F64, generator=torch.Generator().manual_seed(1))
+    ts = torch.linspace(0, 0.999, 201, dtype=F64)
+    right, _ = si.w1_sweep(field.b, field.score, x, ts, [1.0], TWO_MODES, torch.Generator().manual_seed(2))
+    for mistake in si.SDE_MISTAKES:
+        wrong = si.w1_mistaken(field.b, field.score, x, ts, TWO_MODES, mistake, 1.0, torch.Generator().manual_seed(2))
+        assert wrong > 2 * right[1.0] + 0.03, mistake  # the controls of the chapter can fail
+    g = torch.Generator().manual_seed(3)
+    out = si.sample_sde_mistaken(field.b, field.score, x[:5], ts, 0.5, "noise √ε", generator=g)
+    ref = solvers.euler_maruyama(
+        lambda y, t: field.b(y, t) + 0.5 * field.score(y, t), lambda y, t: math.sqrt(0.5), x[:5], ts,
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="SDE mistake"):
+        si.sample_sde_mistaken(field.b, field.score, x, ts, 0.5, "no drift")
+    with pytest.raises(ValueError, match="positive"):
+        si.sample_sde_mistaken(field.b, field.score, x, ts, 0.0, "no score")
+
+
 def test_antithetic_pairs_cut_the_variance_near_the_singular_end():
     g = torch.Generator().manual_seed(3)
     it = Interpolant("one_sided_linear")
@@ -64,6 +85,8 @@ def test_antithetic_pairs_cut_the_variance_near_the_singular_end():
     assert last["ratio / 2 (equal cost)"] == pytest.approx(
         last["variance, plain"] / last["variance, antithetic pair"] / 2
     )
+    # the control, a pair of independent latents, only halves the variance: a ratio / 2 near 1 at every time
+    assert all(r["ratio / 2, independent pair (control)"] == pytest.approx(1.0, abs=0.15) for r in rows)
 
 
 def test_identity_holds_for_exact_fields():
@@ -75,6 +98,10 @@ def test_identity_holds_for_exact_fields():
     )
     assert list(fit) == [0.1, 0.3, 0.5, 0.7, 0.9]
     assert max(fit.values()) < 1e-6  # b = v - γγ's (float32 round-off only)
+    flipped = si.identity_discrepancy(
+        field.b, field.v, field.score, it, RING.sample(500, g), STD_2D.sample(500, g), generator=g, wrong_sign=True
+    )
+    assert min(flipped[t] for t in (0.1, 0.3, 0.7, 0.9)) > 1e-3 and flipped[0.5] < 1e-6  # γγ' = 0 at t = 1/2 only
 
 
 def test_transport_with_exact_fields_and_distances():
@@ -109,7 +136,11 @@ def test_full_profile_experiments_run_at_toy_scale():
     )
     assert len(rows) == 3 and floor > 0
     first = next(iter(rows.values()))
-    assert set(first) == {"ODE energy distance (V)", "SDE ε=0.5 energy distance (V)", "ratio to two data samples"}
+    assert set(first) == {
+        "ODE energy distance (V)", "ODE, time reversed (control)", "SDE ε=0.5 energy distance (V)",
+        "SDE ε=0.5, no score (control)", "ratio to two data samples",
+    }  # fmt: skip
+    assert "SDE ε=0.5, no score (control)" not in list(rows.values())[1]  # two-sided: the ODE only
     assert first["ratio to two data samples"] == pytest.approx(first["ODE energy distance (V)"] / floor)
     with pytest.raises(ValueError, match="one training length per variant"):
         si.checkerboard_variants(steps=(2,))

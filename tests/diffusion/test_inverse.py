@@ -12,6 +12,7 @@ from varbook.diffusion.inverse import (
     dps,
     lam_sweep,
     learned_prior_comparison,
+    misscaled_prior,
     noisy_measurements,
     red_diff,
     red_diff_ablation,
@@ -20,6 +21,7 @@ from varbook.diffusion.inverse import (
     step_indices,
     step_times,
     steps_sweep,
+    with_controls,
 )
 from varbook.imaging import Inpainting, SuperResolution, psnr
 
@@ -166,10 +168,41 @@ def test_ablation_and_sweeps_are_runs_of_red_diff_and_dps():
     assert rows[0]["DPS ζ=0.5"] == pytest.approx(float(psnr(dps5, x).mean()))
 
 
+def test_misscaled_prior_is_the_prior_of_the_data_mapped_to_the_unit_interval():
+    prior = GaussianMixture.ring(3, 1.0, 0.3, dim=4)
+    x = prior.sample(50, torch.Generator().manual_seed(0))
+    x01 = misscaled_prior(prior).sample(50, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x01, (x + 1) / 2)  # the same draws, read through x -> (x + 1) / 2
+
+
+def test_with_controls_adds_the_wrong_variants_from_a_generator_of_its_own():
+    prior, field, op, x, y = _small_problem()
+    exact = prior.posterior_mean(op.matrix(), y, 0.05)
+    res = compare_restorations(field, op, y, x, exact, 10, zetas=(0.5,), generator=torch.Generator().manual_seed(5))
+    out = with_controls(res, prior, DiscreteVP(), op, y, x, 0.05, n_steps=10, seed=3)
+    added = ["RED-diff, times reversed", "RED-diff, prior on [0, 1]", "posterior mean, prior on [0, 1]"]
+    assert list(out.scores) == list(res.scores) + added and "RED-diff, times reversed" not in res.scores
+    g = torch.Generator().manual_seed(3)  # the same draws by hand
+    reversed_ = red_diff(field, op, y, 10, order="ascending", generator=g)
+    wrong = red_diff(misscaled_prior(prior).field(DiscreteVP()), op, y, 10, generator=g)
+    torch.testing.assert_close(out.images["RED-diff, times reversed"], reversed_)
+    torch.testing.assert_close(out.images["RED-diff, prior on [0, 1]"], wrong)
+    assert out.gap("RED-diff", "RED-diff, times reversed") == pytest.approx(
+        res.scores["RED-diff"]["PSNR"] - float(psnr(reversed_, x).mean())
+    )
+    wrong_mean = misscaled_prior(prior).posterior_mean(op.matrix(), y, 0.05)
+    torch.testing.assert_close(out.images["posterior mean, prior on [0, 1]"], wrong_mean)
+
+
 def test_step_times():
     _, field, op, _, y = _small_problem()
-    timing = step_times(field, op, y, n_steps=5, generator=torch.Generator().manual_seed(0), warmup=1)
-    assert set(timing) == {"RED-diff", "DPS"} and min(timing.values()) > 0
+    state = torch.get_rng_state()
+    timing = step_times(field, op, y, n_steps=5, repeats=3, warmup=1)
+    assert list(timing.ms_per_step) == ["RED-diff", "DPS", "RED-diff, again"] and min(timing.ms_per_step.values()) > 0
+    assert timing.speedup > 0 and timing.control > 0
+    assert torch.equal(torch.get_rng_state(), state)  # the runs draw from a generator of their own
+    with pytest.raises(ValueError, match="repeats"):
+        step_times(field, op, y, repeats=0)
 
 
 def test_learned_prior_comparison_runs_at_toy_scale():
@@ -184,9 +217,10 @@ def test_learned_prior_comparison_runs_at_toy_scale():
         digits, op, y, x, DiscreteVP(), g, mnist=mnist, mnist_test=2, n_steps=2, zetas=(0.1, 0.5),
         mlp_steps=2, unet_steps=2, unet_base=8,
     )  # fmt: skip
-    assert set(out.mlp) == {"RED-diff", "RED-diff, random order", "DPS (best ζ)"}
+    assert set(out.mlp) == {"RED-diff", "RED-diff, random order", "DPS (best ζ)", "RED-diff, times reversed"}
     assert list(out.unet_gaps) == ["inpainting 50 %", "super-resolution 4×", "Gaussian blur σ=2"]
-    assert len(out.rows) == 3 + 3 * 3
+    assert list(out.unet_control_gaps) == list(out.unet_gaps)
+    assert len(out.rows) == 4 + 3 * 3
     assert all(math.isfinite(r["PSNR"]) for r in out.rows)
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from varbook.diffusion import Denoiser, Field, GaussianMixture, Linear, VPLinear, sample, time_grid
+from varbook.diffusion import Denoiser, Field, GaussianMixture, Linear, VPLinear, energy_distance, sample, time_grid
 from varbook.diffusion import principles as dp
 from varbook.nn import MLP, TimeMLP, train_steps
 from varbook.runtime import History
@@ -69,6 +69,7 @@ def test_one_ddim_step_matches_diffusers():
     rows = dp.ddim_step_vs_diffusers(net, x, n_inference=10, positions=(0, -1))
     assert [r["diffusers timestep"] for r in rows] == [900, 0]
     assert all(r["same ᾱ (max |diff|)"] < 1e-6 and r["our float64 ᾱ (max |diff|)"] < 1e-5 for r in rows)
+    assert all(r["control: timestep + 1"] > 1e-4 for r in rows)  # a timestep off by one misses
 
 
 def test_dopri5_reference_follows_the_exact_flow_of_a_gaussian():
@@ -218,15 +219,6 @@ def test_ddim_is_not_euler_in_x():
     assert dp.ddim_euler_gap(gaussian(), x, ts, in_x=True) > 1e-3
 
 
-def test_a_timestep_off_by_one_misses_diffusers():
-    pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    net = TimeMLP(2, 16, 2).double()
-    x = torch.randn(8, 2, dtype=F64)
-    rows = dp.ddim_step_vs_diffusers(net, x, n_inference=10, positions=(0, -1), shift=1)
-    assert all(r["same ᾱ (max |diff|)"] > 1e-4 for r in rows)
-
-
 def test_lagged_second_stages_drop_to_first_order_and_squared_errors_double_the_order():
     field, sch = gaussian(), VPLinear()
     x = torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(8))
@@ -239,6 +231,16 @@ def test_lagged_second_stages_drop_to_first_order_and_squared_errors_double_the_
     assert squared["heun"] > 3.4
 
 
+def test_order_controls_fail_the_order_bounds():
+    field, sch = gaussian(), VPLinear()
+    x = torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(11))
+    x_ref = exact_flow(sch, x, sch.t_max, 1e-3)
+    doubled, lagged, lag_rows = dp.order_controls(field, x, x_ref, [20, 40, 80])
+    assert set(doubled) == {"euler", "ddim"} and set(lagged) == {"heun", "dpm2"}
+    assert max(doubled.values()) < 0.8 and max(lagged.values()) < 1.3
+    assert {r["sampler"] for r in lag_rows} == {"heun", "dpm2"} and len(lag_rows) == 6
+
+
 def test_scaled_score_scales_the_score_and_moves_the_factor_of_the_ode_drift():
     field, sch = gaussian(), VPLinear()
     x, t = torch.randn(16, 2, dtype=F64, generator=torch.Generator().manual_seed(9)), torch.tensor(0.4, dtype=F64)
@@ -248,19 +250,32 @@ def test_scaled_score_scales_the_score_and_moves_the_factor_of_the_ode_drift():
     torch.testing.assert_close(doubled.velocity(x, t), sch.drift(t) * x - sch.g2(t) * field.score(x, t))
 
 
+def test_half_factor_controls_miss_the_law_that_the_right_samplers_reach():
+    g = torch.Generator().manual_seed(12)
+    ring = GaussianMixture.ring(4, 2.0, 0.3)
+    reference, x = ring.sample(400, g), torch.randn(400, 2, dtype=F64, generator=g)
+    ctrl = dp.half_factor_controls(
+        ring.field(VPLinear()), x, time_grid(VPLinear(), 100, spacing="uniform"), reference, g
+    )
+    assert len(ctrl) == 2 and min(ctrl) > 0.03  # the right samplers stay below 0.03 (test_ode_and_sde_...)
+
+
 def test_energy_null_is_centred_at_zero():
     null = dp.energy_null(GaussianMixture.ring(4, 2.0, 0.3), 200, 20, torch.Generator().manual_seed(10))
     assert null.shape == (20,) and abs(float(null.mean())) < 3 * float(null.std())
 
 
-def test_wrong_schedule_keeps_the_network_and_changes_the_schedule():
-    from varbook.diffusion import VPCosine
-
+def test_reversed_time_queries_the_network_at_one_minus_t():
+    torch.manual_seed(0)
     net = TimeMLP(2, 8, 1)
-    eps_model, fm_model = Denoiser(net, VPLinear(), "eps"), Denoiser(net, Linear(), "v")
-    assert isinstance(dp.wrong_schedule(eps_model).schedule, VPCosine)
-    assert isinstance(dp.wrong_schedule(fm_model).schedule, VPLinear)
-    assert dp.wrong_schedule(fm_model).net is net and dp.wrong_schedule(fm_model).kind == "v"
+    fm_model = Denoiser(net, Linear(), "v")
+    wrong = dp.reversed_time(fm_model)
+    assert wrong.schedule is fm_model.schedule and wrong.kind == "v" and wrong.net.net is net
+    x, t = torch.randn(5, 2), torch.full((5,), 0.3)
+    torch.testing.assert_close(wrong.predict(x, t), net(x, 1 - t))
+    z, ref = torch.randn(50, 2), torch.randn(60, 2)
+    (d,) = dp.reversed_time_distances({"fm": fm_model}, z, 5, ref)
+    assert d == pytest.approx(float(energy_distance(dp.sample_from_noise("heun", wrong, z, 5), ref)))
 
 
 def test_swapped_guidance_guides_away_from_the_class():

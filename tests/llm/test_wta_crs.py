@@ -19,6 +19,7 @@ from varbook.llm.wta_crs import (
     saved_bytes,
     set_sampler,
     winner_count,
+    wta_gain,
 )
 
 F64 = torch.float64
@@ -211,6 +212,59 @@ def test_fine_tune_samplers_is_reproducible_and_leaves_the_backbone_alone():
     before = [p.clone() for p in backbone.parameters()]
     out = fine_tune_samplers(backbone, train, test, ["exact", "wta_crs"], steps=3, seed=1)
     again = fine_tune_samplers(backbone, train, test, ["wta_crs"], steps=3, seed=1)
+    wrong = fine_tune_samplers(backbone, train, test, ["wta_crs"], steps=3, seed=1, misaligned=True)
     assert list(out) == ["exact", "wta_crs"] and all(0 <= acc <= 1 and ms > 0 for acc, ms in out.values())
-    assert again["wta_crs"][0] == out["wta_crs"][0]
+    assert again["wta_crs"][0] == out["wta_crs"][0] and 0 <= wrong["wta_crs"][0] <= 1
     assert all(torch.equal(p, q) for p, q in zip(before, backbone.parameters(), strict=True))
+
+
+def test_without_replacement_is_the_biased_control():
+    x, gy = heavy_rows()
+    k = sample_size(60, 0.3)
+    gen = torch.Generator().manual_seed(0)
+    idx, _ = sample_rows(optimal_probabilities(x, gy), k, "crs", gen, replacement=False)
+    assert len(set(idx.tolist())) == k  # distinct rows
+    wrong = monte_carlo_check(x, gy, k, "crs", 3000, generator=gen, replacement=False)
+    assert wrong["entries within 3 s.e."] < 0.9 and abs(wrong["MC error / closed form"] - 1) > 0.15
+
+
+def test_wta_gain_adaptive_never_worse_fixed_can_be():
+    g = torch.Generator().manual_seed(0)
+    x, gy = torch.randn(200, 5, generator=g, dtype=F64), torch.randn(200, 4, generator=g, dtype=F64)  # flat norms
+    ratios = [0.05, 0.1, 0.3]
+    adaptive = wta_gain(x, gy, ratios)
+    assert all(v <= 1 + 1e-9 for v in adaptive)
+    k = sample_size(200, 0.1)
+    p = optimal_probabilities(x, gy)
+    assert adaptive[1] == pytest.approx(expected_error(x, gy, k, "wta_crs", p) / expected_error(x, gy, k, "crs", p))
+    assert max(wta_gain(x, gy, ratios, winners_fraction=0.5)) > 1  # a fixed winner set does worse here
+    assert expected_error(x, gy, k, "wta_crs", p, winners=0) == pytest.approx(expected_error(x, gy, k, "crs", p))
+
+
+def test_misaligned_backward_pairs_rows_wrongly():
+    torch.manual_seed(0)
+    layer = ApproxLinear(6, 3, sampler="wta_crs", ratio=0.5).double()
+    x = torch.randn(40, 6, dtype=F64)
+    grads = []
+    for misaligned in (False, True):
+        layer.misaligned = misaligned
+        layer.weight.grad = None
+        torch.manual_seed(1)  # the same rows kept
+        (layer(x) ** 2).sum().backward()
+        grads.append(layer.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+    layer.misaligned, layer.sampler = True, "exact"  # nothing to misalign when every row is kept
+    layer.weight.grad = None
+    (layer(x) ** 2).sum().backward()
+    exact = 2 * (x @ layer.weight.T + layer.bias).detach().T @ x
+    assert torch.allclose(layer.weight.grad, exact)
+
+
+def test_squared_error_of_the_mean_is_about_one_for_unbiased_samplers():
+    x, gy = heavy_rows()
+    k = sample_size(60, 0.3)
+    gen = torch.Generator().manual_seed(3)
+    key = "n ‖mean − ∇W‖² / closed form"
+    values = [monte_carlo_check(x, gy, k, "wta_crs", 500, generator=gen)[key] for _ in range(20)]
+    assert 0.5 < sum(values) / len(values) < 1.5  # its expectation is 1
+    assert monte_carlo_check(x, gy, k, "crs", 500, generator=gen, replacement=False)[key] > 6.635

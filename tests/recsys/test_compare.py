@@ -51,6 +51,10 @@ def test_held_out_metrics_and_summarise():
     assert all(torch.allclose(v, torch.ones(3, dtype=v.dtype)) for v in perfect.values())
     reverse = mv.held_out_metrics(Oracle(-held_out), held, k=2, recall_at=(1, 3))
     assert float(reverse["NDCG@2"].max()) == 0.0  # the relevant items are ranked last
+    assert mv.mean_ndcg({"perfect": Oracle(held_out), "reverse": Oracle(-held_out)}, held, 2) == {
+        "perfect": 1.0,
+        "reverse": 0.0,
+    }
     rows = mv.summarise({"perfect": perfect, "reverse": reverse})
     assert rows["perfect"] == {"NDCG@2": 1.0, "Recall@1": 1.0, "Recall@3": 1.0, "s.e. NDCG": 0.0}
     assert rows["reverse"]["NDCG@2"] == 0.0 and rows["reverse"]["Recall@1"] == 0.0

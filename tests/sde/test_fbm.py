@@ -332,6 +332,15 @@ def test_fit_hurst_recovers_the_index():
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_hurst_recovered():
+    assert fbm.hurst_recovered([0.3, 0.5, 0.7], [0.32, 0.49, 0.68])
+    assert fbm.hurst_recovered([0.7, 0.3], [0.75, 0.25])  # any order of the true values
+    assert not fbm.hurst_recovered([0.3, 0.5, 0.7], [0.35, 0.5, 0.45])  # not monotone
+    assert not fbm.hurst_recovered([0.3, 0.5, 0.7], [0.45, 0.5, 0.7])  # 0.15 off
+    assert fbm.hurst_recovered([0.3, 0.5], [0.45, 0.5], tol=0.2)
+    assert not fbm.hurst_recovered([0.3, 0.5, 0.7], [0.99, 0.99, 0.09])  # the control's values
+
+
 def test_observation_control_and_the_elbo_loop():
     ts = torch.linspace(0, 1, 11, dtype=F64)
     obs_idx = torch.tensor([5, 10])

@@ -50,7 +50,10 @@ def test_dopri5_log_likelihood_of_a_linear_flow_and_the_solver_table():
     logp = ode_log_likelihood_dopri5(drift, x, lambda y: log_prob(y, torch.tensor(0.0, dtype=torch.float64)))
     torch.testing.assert_close(logp, exact, rtol=0, atol=1e-7)
     rows = likelihood_errors(drift, log_prob, x, heun_steps=(5, 20))
+    control = rows.pop("dopri5, divergence sign flipped (control)")
     assert list(rows) == ["dopri5 (tol 1e-8)", "ours, Heun 5 steps", "ours, Heun 20 steps"]
     errors = [r["mean |log ρ error| (nats)"] for r in rows.values()]
     assert errors[0] < 1e-7 and errors[2] < errors[1]  # Heun converges with the number of steps
+    # the control: log ρ0(X0) − ℓ; here div b = −1 (−1/2 per dimension), so ℓ = 1 and it is off by 2 nats
+    assert control["mean |log ρ error| (nats)"] == pytest.approx(2.0, abs=1e-6)
     assert all(r["seconds"] >= 0 for r in rows.values())

@@ -111,19 +111,30 @@ def test_cone_controls_break_the_bound_and_drop_the_particles():
             objectives[name][1].log_sigma.fill_(math.log(0.1))
     torch.manual_seed(0)
     rows = bench.cone_controls(objectives, log_evidence, eval_particles=400)
-    assert set(rows) == {
-        f"{n}, {what}" for n in ("HVI", "IWHVI(5)", "DIWHVI(5,5)") for what in ("u0 left out", "one particle")
-    } - {"HVI, one particle"} | {"IWELBO(5), one particle"}
-    for name in ("HVI", "IWHVI(5)", "DIWHVI(5,5)"):
-        row = rows[f"{name}, u0 left out"]
+    rings = ("HVI", "IWHVI(5)", "DIWHVI(5,5)")
+    assert set(rows) == {("u0 left out", n) for n in rings} | {
+        ("one particle", n) for n in ("IWELBO(5)", "IWHVI(5)", "DIWHVI(5,5)")
+    }
+    for name in rings:
+        row = rows["u0 left out", name]
         assert row["below log p(z=5)"] is False and row["ours"] > log_evidence
     # one particle: the poorer objective's program at the richer objective's parameters
     torch.manual_seed(1)
     hvi = bench.evaluate_cone(objectives["HVI"][0](20_000), log_evidence)["ours"]
     torch.manual_seed(1)
-    iwhvi_m1 = bench.cone_controls(objectives, log_evidence, eval_particles=20_000)["IWHVI(5), one particle"]
+    iwhvi_m1 = bench.cone_controls(objectives, log_evidence, eval_particles=20_000)["one particle", "IWHVI(5)"]
     assert iwhvi_m1["ours"] == pytest.approx(hvi, abs=0.05)  # two rings with the same sigma
     assert iwhvi_m1["below log p(z=5)"] is True
+
+
+def test_cone_gaps_and_table4_deviations():
+    values = dict(bench.CONE_TABLE4)
+    gaps = bench.cone_gaps(values)
+    assert gaps["iwhvi_gain"] == pytest.approx(1.57) and gaps["diwhvi_gain"] == pytest.approx(0.85)
+    assert gaps["iwelbo_gain"] == pytest.approx(0.29) and gaps["elbo_over_iwhvi"] == pytest.approx(0.10)
+    assert bench.table4_deviations(values) == [0.0] * 5
+    values["IWELBO(5)"] -= 0.3  # twice its tolerance of 0.15
+    assert bench.table4_deviations(values)[1] == pytest.approx(2.0)
 
 
 def test_estimate_ms_times_every_strategy_at_the_same_batch():

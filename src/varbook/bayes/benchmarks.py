@@ -5,13 +5,16 @@ r"""The experiments of sparse subspace variational inference :cite:`li2024traini
 * :func:`compare_methods`: dense VI, SSVI and static masks over seeds and densities;
 * :func:`hyperparameter_sweep`: dense VI and SSVI over the initial :math:`\sigma` and the KL scale;
 * :func:`subspace_invariants`: whether every sparse run kept its subspace at exactly its size, its
-  inactive weights at exactly zero and its KL over the active weights only.
+  inactive weights at exactly zero and its KL over the active weights only;
+* :func:`static_mask_margin` and :func:`redrawn_mask_metrics`: the comparison with the static mask, and
+  the negative control of the accuracy claims (a trained model whose subspace is re-drawn at random).
 
 The bayesian-torch side of the peer comparison is in :mod:`varbook.bayes.peers`.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -186,3 +189,47 @@ def subspace_invariants(results: Iterable[BNNResult]) -> tuple[bool, bool, bool]
         if r.scheduler is not None:
             size_ok &= all(h["active"] == r.scheduler.targets for h in r.scheduler.history)
     return size_ok, exact_zero, kl_active_only
+
+
+def static_mask_margin(
+    rows: Iterable[dict], method: str = "ssvi", density: float = 0.1, low_density: float = 0.05
+) -> tuple[int, float]:
+    """How much ``method`` beats the static random mask, from :func:`run_bnn` rows over seeds: the number of
+    seeds where it has both an accuracy at least as high and a lower NLL at ``density``, and its accuracy
+    minus the static mask's at ``low_density`` (points; each averaged over seeds).
+
+    ``method="static"`` is the negative control: an SSVI whose removal-and-addition never fires trains
+    exactly the static mask (same seed, same initial mask), and it cannot beat itself."""
+    rows = list(rows)
+
+    def pick(m: str, d: float) -> dict[int, dict]:
+        return {r["seed"]: r for r in rows if r["method"] == m and r["density"] == d}
+
+    ours, static = pick(method, density), pick("static", density)
+    if not ours or set(ours) != set(static):
+        raise ValueError(f"need {method} and static runs for the same seeds at density {density}")
+    wins = sum(ours[s]["accuracy"] >= static[s]["accuracy"] and ours[s]["NLL"] < static[s]["NLL"] for s in ours)
+    low_ours, low_static = pick(method, low_density), pick("static", low_density)
+    if not low_ours or set(low_ours) != set(low_static):
+        raise ValueError(f"need {method} and static runs for the same seeds at density {low_density}")
+
+    def mean_acc(runs: dict[int, dict]) -> float:
+        return sum(r["accuracy"] for r in runs.values()) / len(runs)
+
+    return int(wins), 100 * (mean_acc(low_ours) - mean_acc(low_static))
+
+
+def redrawn_mask_metrics(
+    result: BNNResult, split: Split, seed: int = 0, n_samples: int = 10, generator: torch.Generator | None = None
+) -> dict[str, float]:
+    r"""Test accuracy and NLL of a trained sparse model whose subspace is re-drawn at random, the negative
+    control of the accuracy claims: :func:`~varbook.bayes.random_masks` run again on a copy of the trained
+    model (a fresh mask at the same density, as when a model is rebuilt and its mask is not restored with its
+    weights). The trained means off the new mask are zeroed, so the model loses what it learned. ``seed``
+    draws the new mask, ``generator`` the weight samples; ``result`` is left unchanged."""
+    if result.row["method"] == "dense":
+        raise ValueError("a dense run has no subspace to re-draw")
+    model = copy.deepcopy(result.model)
+    random_masks(mean_field_layers(model), result.row["density"], torch.Generator().manual_seed(seed))
+    probs = mc_predict(model, split.x_test, n_samples, generator)
+    return {"accuracy": accuracy(probs, split.y_test), "NLL": nll(probs, split.y_test)}

@@ -41,6 +41,8 @@ KINDS = ("b", "v", "s", "eta")
 """The fields :func:`interpolant_losses` can learn: drift, velocity, score and denoiser."""
 ODE_METHODS = ("euler", "heun")
 """The fixed-grid ODE solvers of :func:`sample_ode`."""
+SDE_MISTAKES = ("noise √ε", "no score")
+r"""Deliberately wrong SDEs of :func:`sample_sde_mistaken`, the chapter's negative controls."""
 
 
 def _t(t, like=None) -> torch.Tensor:
@@ -377,6 +379,32 @@ def sample_sde(
     )
 
 
+def sample_sde_mistaken(
+    b: Drift,
+    s: Score,
+    x: torch.Tensor,
+    ts,
+    eps: float,
+    mistake: str,
+    generator: torch.Generator | None = None,
+    path: bool = False,
+) -> torch.Tensor:
+    r"""A deliberately wrong version of :func:`sample_sde`, the negative control of a claim about the SDEs.
+
+    * ``"noise √ε"``: :math:`dX = (b + \epsilon s)\,dt + \sqrt{\epsilon}\,dW`, the Fokker–Planck coefficient
+      :math:`\epsilon` of :math:`\epsilon\Delta\rho` taken for the noise's variance instead of :math:`2\epsilon`;
+    * ``"no score"``: :math:`dX = b\,dt + \sqrt{2\epsilon}\,dW`, the noise without the correction :math:`\epsilon s`.
+    """
+    check_choice("SDE mistake", mistake, SDE_MISTAKES)
+    if eps <= 0:
+        raise ValueError(f"a mistaken SDE needs a positive diffusion level eps, got {eps}")
+    if mistake == "noise √ε":
+        drift, noise = (lambda y, t: b(y, t) + eps * s(y, t)), math.sqrt(eps)
+    else:
+        drift, noise = b, math.sqrt(2 * eps)
+    return solvers.euler_maruyama(drift, lambda y, t: noise, x, ts, generator=generator, path=path)
+
+
 # -------------------------------------------------------------------------------------------------
 # The experiments of the stochastic-interpolants chapter, in its order of random draws.
 
@@ -402,6 +430,20 @@ def w1_to_mixture(samples: torch.Tensor, mixture: GaussianMixture, grid: torch.T
     s = samples.flatten().sort().values
     f_n = torch.searchsorted(s, grid, right=True).double() / len(s)
     return float((f_n - cdf).abs().sum() * (grid[1] - grid[0]))
+
+
+def w1_mistaken(
+    b: Drift,
+    s: Score,
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    target: GaussianMixture,
+    mistake: str,
+    eps: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> float:
+    """:func:`w1_to_mixture` of the end points of the mistaken SDE :func:`sample_sde_mistaken` at one level ``eps``."""
+    return w1_to_mixture(sample_sde_mistaken(b, s, x, ts, eps, mistake, generator=generator), target)
 
 
 def w1_sweep(
@@ -442,19 +484,26 @@ def antithetic_variances(
     r"""Variance over samples of the per-sample score loss :math:`L_s` at fixed times, plain and with antithetic pairs.
 
     One row per time: both variances and the ratio plain / antithetic halved, since a pair costs two evaluations
-    of ``score``. ``generator`` draws the latent of a two-sided interpolant (a one-sided one draws nothing).
+    of ``score``; then the same ratio for the negative control, a pair whose second latent is an independent draw
+    instead of the first with its sign flipped (the plain loss averaged over two latents: for a one-sided
+    interpolant the base samples ``x0`` shifted by one row, for a two-sided one a fresh :math:`z`). ``generator``
+    draws the latents of a two-sided interpolant (a one-sided one draws nothing).
     """
     rows = []
     for tv in ts:
         t = torch.full((len(x0),), tv, dtype=x0.dtype)
         plain = interpolant_losses(score, "s", interpolant, x0, x1, t=t, antithetic=False, generator=generator)
         pair = interpolant_losses(score, "s", interpolant, x0, x1, t=t, antithetic=True, generator=generator)
+        other = x0.roll(1, 0) if interpolant.one_sided else x0  # an independent latent for the control's pair
+        second = interpolant_losses(score, "s", interpolant, other, x1, t=t, antithetic=False, generator=generator)
+        independent = (plain + second) / 2
         rows.append(
             {
                 "t": tv,
                 "variance, plain": float(plain.var()),
                 "variance, antithetic pair": float(pair.var()),
                 "ratio / 2 (equal cost)": float(plain.var() / pair.var()) / 2,
+                "ratio / 2, independent pair (control)": float(plain.var() / independent.var()) / 2,
             }
         )
     return rows
@@ -541,10 +590,13 @@ def identity_discrepancy(
     ts=(0.1, 0.3, 0.5, 0.7, 0.9),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    wrong_sign: bool = False,
 ) -> dict[float, float]:
     r"""How well three separately learned fields obey :math:`b = v - \gamma\dot\gamma s`, at each time in ``ts``:
     :math:`\mathbb E|b - (v - \gamma\dot\gamma s)|^2 / \mathbb E|b|^2` on fresh interpolant samples from the pairs
-    ``(x0, x1)`` and latents drawn from ``generator`` (float64 on the CPU, then float32 on ``device``)."""
+    ``(x0, x1)`` and latents drawn from ``generator`` (float64 on the CPU, then float32 on ``device``).
+    ``wrong_sign=True`` measures the negative control :math:`b = v + \gamma\dot\gamma s` instead."""
+    sign = -1.0 if wrong_sign else 1.0
     out = {}
     with torch.no_grad():
         for tv in ts:
@@ -552,7 +604,7 @@ def identity_discrepancy(
             z = randn(len(x0), x0.shape[1], dtype=torch.float64, generator=generator)
             xt = interpolant.sample(t, x0.double(), x1.double(), z).float().to(device)
             lhs = b(xt, t)
-            rhs = v(xt, t) - float(interpolant.gamma_dgamma(t)) * s(xt, t)  # b = v - γγ' s
+            rhs = v(xt, t) - sign * float(interpolant.gamma_dgamma(t)) * s(xt, t)  # b = v - γγ' s
             out[tv] = float(((lhs - rhs) ** 2).sum(1).mean() / (lhs**2).sum(1).mean())
     return out
 
@@ -574,6 +626,10 @@ def checkerboard_variants(
     Each variant's ODE samples (and, for a one-sided interpolant, its SDE at :math:`\epsilon = 0.5`, with the score
     computed from the drift) are scored by the (V-statistic) energy distance to held-out samples. Returns the rows and
     the floor: the energy distance between two independent data samples of that size.
+
+    Each row also scores the negative controls: the ODE with the drift read in the diffusion chapters' time
+    convention, :math:`b(x, 1 - t)`, and (one-sided) the SDE without the score term (:func:`sample_sde_mistaken`,
+    ``"no score"``), whose noise comes from a generator of its own seeded with ``seed``.
     """
     if variants is None:
         variants = {
@@ -587,6 +643,7 @@ def checkerboard_variants(
     cb_te = toy2d("checkerboard", eval_n, seed=seed + 1000)
     floor = float(energy_distance(toy2d("checkerboard", eval_n, seed=seed + 2000), cb_te, unbiased=False))
     rows = {}
+    control = torch.Generator().manual_seed(seed)
     for (name, it), n_steps in zip(variants.items(), steps, strict=True):
         torch.manual_seed(seed)
         net = TimeMLP(2, 256, 4).to(device)
@@ -601,9 +658,12 @@ def checkerboard_variants(
         )
         b = as_field(net)
         z = randn(eval_n, 2, generator=generator, device=device)
+        grid = torch.linspace(0, 1, ode_steps + 1, dtype=torch.float64)
         with torch.no_grad():
-            out = sample_ode(b, z, torch.linspace(0, 1, ode_steps + 1, dtype=torch.float64)).cpu()
+            out = sample_ode(b, z, grid).cpu()
             row = {"ODE energy distance (V)": float(energy_distance(out, cb_te, unbiased=False))}
+            reversed_ = sample_ode(lambda x, t, b=b: b(x, 1 - t), z, grid).cpu()  # the control: t read as 1 - t
+            row["ODE, time reversed (control)"] = float(energy_distance(reversed_, cb_te, unbiased=False))
             if it.one_sided:
 
                 def score(x, t, b=b, it=it):
@@ -612,6 +672,8 @@ def checkerboard_variants(
                 ts = torch.linspace(0, 0.99, sde_steps + 1, dtype=torch.float64)
                 sde = sample_sde(b, score, z, ts, 0.5, generator=generator).cpu()
                 row["SDE ε=0.5 energy distance (V)"] = float(energy_distance(sde, cb_te, unbiased=False))
+                wrong = sample_sde_mistaken(b, score, z, ts, 0.5, "no score", generator=control).cpu()
+                row["SDE ε=0.5, no score (control)"] = float(energy_distance(wrong, cb_te, unbiased=False))
         rows[name] = row | {"ratio to two data samples": row["ODE energy distance (V)"] / floor}
     return rows, floor
 

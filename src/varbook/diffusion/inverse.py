@@ -18,19 +18,22 @@ one Adam step per time, with the denoiser never differentiated; the default weig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
+from functools import partial
 
 import torch
 
 from ..data import Split, mnist5k
 from ..imaging.metrics import psnr, quality
 from ..imaging.operators import GaussianBlur, Inpainting, LinearOperator, SuperResolution
-from ..nn import SmallUNet, TimeMLP, train_steps
+from ..nn import SmallUNet, TimeMLP
 from ..runtime import Meter, check_choice, progress, randn, randperm
 from .field import Denoiser, Field
-from .losses import denoising_loss
+from .gmm import GaussianMixture
+from .principles import fit_denoiser
 from .samplers import ddim_step
 from .schedules import Schedule, expand
 
@@ -224,6 +227,51 @@ def compare_restorations(
     return Restorations(images, scores, best, ms)
 
 
+def misscaled_prior(prior: GaussianMixture) -> GaussianMixture:
+    r"""The prior one gets by fitting the digits in :math:`[0, 1]` while the measurements are in :math:`[-1, 1]`.
+
+    A data-scaling mistake, the negative control of the chapter's bounds: the same mixture read through
+    :math:`x \mapsto (x + 1)/2`, with means :math:`(\mu_k + 1)/2` and covariances :math:`\Sigma_k/4` (EM is
+    equivariant under this map up to its covariance regulariser).
+    """
+    return GaussianMixture(prior.weights, (prior.means + 1) / 2, prior.covs / 4)
+
+
+def with_controls(
+    res: Restorations,
+    prior: GaussianMixture,
+    schedule: Schedule,
+    op: LinearOperator,
+    y: torch.Tensor,
+    x_true: torch.Tensor,
+    noise_std: float,
+    n_steps: int = 100,
+    lam: float = 0.25,
+    lr: float = 0.1,
+    seed: int = 0,
+) -> Restorations:
+    """A copy of ``res`` with the restorations of three deliberately wrong variants, the negative controls:
+
+    * ``"RED-diff, times reversed"``: RED-diff visiting the times from clean to noisy, as when the
+      noise-to-data indexing is read the wrong way round (:func:`step_indices` ``"ascending"``);
+    * ``"RED-diff, prior on [0, 1]"`` and ``"posterior mean, prior on [0, 1]"``: RED-diff and the exact
+      posterior mean with :func:`misscaled_prior`.
+
+    The runs draw from a generator of their own, seeded with ``seed``, so the chapter's other draws do not move.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    wrong = misscaled_prior(prior)
+    images = {
+        "RED-diff, times reversed": red_diff(
+            prior.field(schedule), op, y, n_steps, lam, lr, order="ascending", generator=generator
+        ),
+        "RED-diff, prior on [0, 1]": red_diff(wrong.field(schedule), op, y, n_steps, lam, lr, generator=generator),
+        "posterior mean, prior on [0, 1]": wrong.posterior_mean(op.matrix(), y, noise_std),
+    }
+    scores = {method: quality(v, x_true) for method, v in images.items()}
+    return replace(res, images=res.images | images, scores=res.scores | scores)
+
+
 def red_diff_ablation(
     field: Field,
     op: LinearOperator,
@@ -286,31 +334,69 @@ def steps_sweep(
     return rows
 
 
+def _work_seconds(run: Callable[[], object], device: torch.device) -> float:
+    """Seconds of work of ``run()``: the process's CPU time on a CPU device (other processes' load does not count),
+    the wall time with the device synchronised on an accelerator."""
+    if device.type == "cpu":
+        start = time.process_time()
+        run()
+        return time.process_time() - start
+    with Meter(device) as m:
+        run()
+    return m.seconds
+
+
+@dataclass
+class StepTimes:
+    """What :func:`step_times` measured.
+
+    ``ms_per_step``: milliseconds of work per step of each run (median over the repeats); ``speedup``: the
+    median over the repeats of DPS's time over RED-diff's, each pair timed back to back; ``control``: the same
+    ratio for the second RED-diff timing (the negative control, near 1).
+    """
+
+    ms_per_step: dict[str, float]
+    speedup: float
+    control: float
+
+
 def step_times(
     field: Field,
     op: LinearOperator,
     y: torch.Tensor,
-    n_steps: int = 100,
+    n_steps: int = 10,
     zeta: float = 0.5,
-    x: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    warmup: int = 10,
-) -> dict[str, float]:
-    """Milliseconds per step of RED-diff and of DPS (starting at ``x``) on the batch ``y``, after a warm-up run each.
+    repeats: int = 20,
+    warmup: int = 5,
+    seed: int = 0,
+) -> StepTimes:
+    """The work per step of RED-diff and of DPS on the same batch ``y``, and of RED-diff again (the control).
 
-    RED-diff evaluates the denoiser without gradients; DPS back-propagates through it at every step.
+    After a warm-up run of each, runs of ``n_steps`` steps take turns ``repeats`` times in the order RED-diff,
+    DPS, RED-diff again; each repeat gives the ratio of DPS's time, and of the second RED-diff's, to the first
+    RED-diff's, and the medians of these ratios are reported, so that a burst of load on the machine hits both
+    sides of a ratio alike. On a CPU the work is the process's CPU time, on an accelerator the synchronised wall
+    time. RED-diff evaluates the denoiser without gradients; DPS back-propagates through it at every step. The
+    second RED-diff timing is a negative control: a ratio of two timings of the same method, which a claimed
+    speed-up must exceed. Noise (and DPS's starting point) comes from a generator of its own, seeded with ``seed``.
     """
-    runs = {
+    if repeats < 1:
+        raise ValueError(f"repeats must be positive, got {repeats}")
+    generator = torch.Generator().manual_seed(seed)
+    x = randn(y.shape[0], op.n_in, generator=generator, dtype=y.dtype, device=y.device)
+    runs: dict[str, Callable[[int], torch.Tensor]] = {
         "RED-diff": lambda n: red_diff(field, op, y, n, generator=generator),
         "DPS": lambda n: dps(field, op, y, n, zeta=zeta, x=x, generator=generator),
+        "RED-diff, again": lambda n: red_diff(field, op, y, n, generator=generator),
     }
-    timing = {}
-    for label, run in runs.items():
+    for run in runs.values():
         run(warmup)
-        with Meter(y.device) as m:
-            run(n_steps)
-        timing[label] = 1000 * m.seconds / n_steps
-    return timing
+    seconds = torch.tensor(
+        [[_work_seconds(partial(run, n_steps), y.device) for run in runs.values()] for _ in range(repeats)]
+    )  # (repeats, runs)
+    ratios = (seconds[:, 1:] / seconds[:, :1]).median(0).values
+    ms = {label: 1000 * float(col.median()) / n_steps for label, col in zip(runs, seconds.T, strict=True)}
+    return StepTimes(ms, float(ratios[0]), float(ratios[1]))
 
 
 class _FlatImages(torch.nn.Module):
@@ -324,35 +410,21 @@ class _FlatImages(torch.nn.Module):
         return self.net(x.reshape(-1, self.channels, self.side, self.side), t).flatten(1)
 
 
-def train_eps_prior(
-    net: torch.nn.Module,
-    x: torch.Tensor,
-    schedule: Schedule,
-    steps: int,
-    batch_size: int,
-    lr: float = 1e-3,
-    desc: str | None = None,
-) -> Denoiser:
-    """Train ``net`` as an ε-prediction prior on the images ``x`` (denoising loss, :func:`~varbook.nn.train_steps`).
-
-    Minibatches and noise come from torch's global generator.
-    """
-    train_steps(net, lambda x0: denoising_loss(net, x0, schedule, "eps"), (x,), steps, batch_size, lr=lr, desc=desc)
-    return Denoiser(net, schedule, "eps")
-
-
 @dataclass
 class LearnedPriors:
     """What :func:`learned_prior_comparison` measured.
 
     ``rows``: one per (prior, task, method) with PSNR (and, for the UNet, SSIM and seconds per image);
-    ``mlp``: PSNR of RED-diff, RED-diff with random time order and the best DPS with the digits ε-MLP;
-    ``unet_gaps``: RED-diff PSNR minus the best DPS PSNR per MNIST task.
+    ``mlp``: PSNR of RED-diff, RED-diff with random time order, the best DPS and the negative control (RED-diff
+    with its times reversed) with the digits ε-MLP;
+    ``unet_gaps``: RED-diff PSNR minus the best DPS PSNR per MNIST task; ``unet_control_gaps``: the same for
+    RED-diff with its times reversed (the negative control).
     """
 
     rows: list[dict] = dc_field(default_factory=list)
     mlp: dict[str, float] = dc_field(default_factory=dict)
     unet_gaps: dict[str, float] = dc_field(default_factory=dict)
+    unet_control_gaps: dict[str, float] = dc_field(default_factory=dict)
 
 
 def learned_prior_comparison(
@@ -384,13 +456,17 @@ def learned_prior_comparison(
        when omitted; 28x28 in [0, 1], padded to 32x32 in [-1, 1]) restores its first ``mnist_test`` test digits
        from 50 % inpainting, 4x super-resolution and a Gaussian blur (σ = 2), as in :func:`compare_restorations`.
 
-    Networks are initialised and trained from torch's global generator, reseeded with ``seed`` before each.
+    Each prior also restores with its times reversed (``order="ascending"``), the negative control, from a
+    generator of its own seeded with ``seed``, so that the other draws do not move. Networks are initialised and
+    trained (:func:`~varbook.diffusion.principles.fit_denoiser`) from torch's global generator, reseeded with
+    ``seed`` before each.
     """
     device = torch.device(device)
     out = LearnedPriors()
+    control = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    mlp = train_eps_prior(TimeMLP(64, 256, 4).to(device), digits_train.to(device), schedule, mlp_steps, 256,
-                          desc="digits ε-MLP")  # fmt: skip
+    net = TimeMLP(64, 256, 4).to(device)
+    mlp, _ = fit_denoiser(net, schedule, "eps", (digits_train.to(device),), mlp_steps, 256, desc="digits ε-MLP")
     y_l, x_l = y.float().to(device), x_true.float().to(device)
     best_dps = max(_mean_psnr(dps(mlp, op, y_l, n_steps, zeta=z, generator=generator), x_l) for z in zetas)
     out.mlp["RED-diff"] = _mean_psnr(red_diff(mlp, op, y_l, n_steps, generator=generator), x_l)
@@ -398,6 +474,9 @@ def learned_prior_comparison(
         red_diff(mlp, op, y_l, n_steps, order="random", generator=generator), x_l
     )
     out.mlp["DPS (best ζ)"] = best_dps
+    out.mlp["RED-diff, times reversed"] = _mean_psnr(
+        red_diff(mlp, op, y_l, n_steps, order="ascending", generator=control), x_l
+    )
     out.rows += [{"prior": "ε-MLP on 8×8 digits", "task": task, "method": k, "PSNR": v} for k, v in out.mlp.items()]
 
     def pad(x: torch.Tensor) -> torch.Tensor:  # 28x28 in [0, 1] -> 32x32 in [-1, 1]
@@ -407,7 +486,7 @@ def learned_prior_comparison(
     m_train, m_test = pad(mnist.x_train).to(device), pad(mnist.x_test[:mnist_test]).to(device)
     torch.manual_seed(seed)
     unet = SmallUNet(1, unet_base).to(device)
-    train_eps_prior(unet, m_train, schedule, unet_steps, 128, desc="MNIST UNet")
+    fit_denoiser(unet, schedule, "eps", (m_train,), unet_steps, 128, desc="MNIST UNet")
     unet_prior = Denoiser(_FlatImages(unet, 1, 32), schedule, "eps")
     flat_test = m_test.flatten(1)
     unet_ops = {
@@ -419,6 +498,8 @@ def learned_prior_comparison(
         yu = noisy_measurements(uop, flat_test, noise, generator)
         res = compare_restorations(unet_prior, uop, yu, flat_test, n_steps=n_steps, zetas=zetas, generator=generator)
         out.unet_gaps[name] = res.gap("RED-diff", "DPS (best ζ)")
+        reversed_ = red_diff(unet_prior, uop, yu, n_steps, order="ascending", generator=control)
+        out.unet_control_gaps[name] = _mean_psnr(reversed_, flat_test) - res.scores["DPS (best ζ)"]["PSNR"]
         for method, ms in (("zero-fill (A⁺y)", 0.0), ("RED-diff", res.ms_per_image["RED-diff"]),
                            ("DPS (best ζ)", res.ms_per_image["DPS"])):  # fmt: skip
             row = {"prior": "UNet on MNIST-5k", "task": name, "method": method, **res.scores[method]}
@@ -428,5 +509,5 @@ def learned_prior_comparison(
 
 __all__ = ["WEIGHTINGS", "ORDERS", "step_indices", "red_diff_weight", "red_diff_gradient", "red_diff", "dps",
            "noisy_measurements", "Restorations", "compare_restorations", "red_diff_ablation", "lam_sweep",
-           "steps_sweep", "step_times", "train_eps_prior", "LearnedPriors",
+           "steps_sweep", "StepTimes", "step_times", "misscaled_prior", "with_controls", "LearnedPriors",
            "learned_prior_comparison"]  # fmt: skip

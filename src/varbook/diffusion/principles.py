@@ -13,17 +13,14 @@ Each function is one measurement of the chapter, small enough to read beside it:
 
 The chapter's negative controls are deliberately wrong variants of the same computations, each a
 mistake an implementation could make: :func:`flipped_score_convert` (a sign error in a
-conversion), ``ddim_euler_gap(..., in_x=True)`` (Euler in the wrong variables),
-``ddim_step_vs_diffusers(..., shift=1)`` (a timestep off by one), :class:`ScaledScore` (the factor
-:math:`\tfrac12` of the probability-flow drift lost or added), the ``"heun (lagged)"`` and
-``"dpm2 (lagged)"`` samplers of :data:`LAGGED` (the second evaluation at the wrong time),
-``solver_errors``' ``"squared error"`` (a norm without its square root), :func:`wrong_schedule` (a
-network sampled on another schedule than it was trained on), ``guidance_sweep(..., swapped=True)``
-(the two fields of guidance swapped) and :func:`meanflow_same_times` (a flow map called with
-:math:`r = t`).
-
-Rows come back as lists of dictionaries (one per measurement), ready for ``pandas.DataFrame``.
-Time runs from data (:math:`t = 0`) to noise (:math:`t = 1`), as everywhere in :mod:`varbook.diffusion`.
+conversion), ``ddim_euler_gap(..., in_x=True)`` (Euler in the wrong variables), the
+``"control: timestep + 1"`` column of :func:`ddim_step_vs_diffusers` (a timestep off by one),
+:class:`ScaledScore` (the factor :math:`\tfrac12` of the probability-flow drift lost or added; used
+by :func:`half_factor_controls` and :func:`order_controls`), the samplers of :data:`LAGGED` (the
+second evaluation at the wrong time), ``solver_errors``' ``"squared error"`` (a norm without its
+square root), :func:`reversed_time` (a trained network queried in the opposite time
+convention; :func:`reversed_time_distances`), :class:`SwappedGuidance` (the two fields of guidance
+swapped) and :func:`meanflow_same_times` (a flow map called with :math:`r = t`).
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ from .losses import denoising_loss
 from .metrics import frechet_distance
 from .param import KINDS, convert
 from .samplers import nfe, sample, sample_ddim, sample_ddim_as_euler, sample_euler, steps_for_nfe
-from .schedules import DiscreteVP, Schedule, VPCosine, VPLinear, time_grid
+from .schedules import DiscreteVP, Schedule, time_grid
 
 SETTINGS: dict[str, dict] = {
     "smoke": dict(
@@ -141,7 +138,7 @@ def conversion_error(field: Field, x: torch.Tensor, t: torch.Tensor, conv=conver
     replaces :func:`~varbook.diffusion.param.convert` (a negative control: :func:`flipped_score_convert`).
     """
     preds = predictions(field, x, t)
-    # convert() applies the affine maps of the chapter's eq. (dp-conversions), through eps
+    # convert() applies the affine maps of eq. (dp-conversions), through eps
     return max(
         float(((conv(preds[a], a, b, x, t, field.schedule) - preds[b]).abs() / (1 + preds[b].abs())).max())
         for a in KINDS
@@ -177,7 +174,6 @@ def ddim_step_vs_diffusers(
     x: torch.Tensor,
     n_inference: int = 50,
     positions: Sequence[int] = (0, 25, -1),
-    shift: int = 0,
 ) -> list[dict]:
     r"""One DDIM step of ours against diffusers' ``DDIMScheduler.step`` :cite:`vonplaten2022diffusers` on the same inputs.
 
@@ -186,8 +182,8 @@ def ddim_step_vs_diffusers(
     :class:`~varbook.diffusion.schedules.DiscreteVP`, and its step goes from :math:`k` to
     :math:`k - 1000/n_{\text{inference}}`. For each diffusers timestep at ``positions`` of its
     inference grid the row holds the largest difference when our step uses diffusers' float32
-    :math:`\bar\alpha` (the same inputs) and when it uses our float64 one. ``shift`` moves our two
-    times by that many DDPM steps (``shift=1``, a negative control: the timestep off by one).
+    :math:`\bar\alpha` (the same inputs), when it uses our float64 one, and (a negative control) when
+    it reads diffusers' timestep one DDPM step late, :math:`t = (k + 2)/1000`, with the same :math:`\bar\alpha`.
     """
     from diffusers import DDIMScheduler
 
@@ -206,14 +202,23 @@ def ddim_step_vs_diffusers(
     ours_ab = DiscreteVP()  # our float64 DDPM schedule
     theirs_ab = DiscreteVP(torch.cat([torch.ones(1, dtype=torch.float64), ref.alphas_cumprod.double()]))
     rows = []
+    same = Denoiser(net, theirs_ab, "eps")
+
+    def step(k: int) -> torch.Tensor:  # our times of diffusers' step from timestep k - 1
+        return torch.tensor([k / n_train, max(k - stride, 0) / n_train], dtype=torch.float64)
+
     for k in (int(ref.timesteps[i]) for i in positions):
-        k_ours = k + 1 + shift
-        step = torch.tensor([k_ours / n_train, max(k_ours - stride, 0) / n_train], dtype=torch.float64)
-        same = Denoiser(net, theirs_ab, "eps")
-        theirs = ref.step(same.eps(x, torch.tensor((k + 1) / n_train, dtype=torch.float64)), k, x).prev_sample
-        err_same = float((sample_ddim(same, x, step) - theirs).abs().max())
-        err_own = float((sample_ddim(Denoiser(net, ours_ab, "eps"), x, step) - theirs).abs().max())
-        rows.append({"diffusers timestep": k, "same ᾱ (max |diff|)": err_same, "our float64 ᾱ (max |diff|)": err_own})
+        theirs = ref.step(same.eps(x, step(k + 1)[0]), k, x).prev_sample
+        rows.append(
+            {
+                "diffusers timestep": k,
+                "same ᾱ (max |diff|)": float((sample_ddim(same, x, step(k + 1)) - theirs).abs().max()),
+                "our float64 ᾱ (max |diff|)": float(
+                    (sample_ddim(Denoiser(net, ours_ab, "eps"), x, step(k + 1)) - theirs).abs().max()
+                ),
+                "control: timestep + 1": float((sample_ddim(same, x, step(k + 2)) - theirs).abs().max()),
+            }
+        )
     return rows
 
 
@@ -324,6 +329,23 @@ def solver_errors(
     return rows
 
 
+def order_controls(
+    field: Field, x: torch.Tensor, x_ref: torch.Tensor, nfes: Sequence[int], t_end: float = 1e-3
+) -> tuple[dict[str, float], dict[str, float], list[dict]]:
+    r"""The order study's negative controls: :func:`solver_errors` and :func:`fitted_orders` of deliberately wrong variants.
+
+    Returns the fitted orders of Euler and DDIM on the field with its score doubled
+    (:class:`ScaledScore`, the reverse SDE's :math:`g^2` in the ODE), the fitted orders of Heun and
+    DPM-Solver-2 with their second evaluation at the wrong time (:data:`LAGGED`), and the rows of
+    the latter (named ``"heun"`` and ``"dpm2"``).
+    """
+    doubled = fitted_orders(solver_errors(ScaledScore(field, 2.0), x, x_ref, nfes, ("euler", "ddim"), t_end), 0)
+    lag_rows = [
+        r | {"sampler": LAGGED[r["sampler"]][1]} for r in solver_errors(field, x, x_ref, nfes, tuple(LAGGED), t_end)
+    ]
+    return doubled, fitted_orders(lag_rows, 0), lag_rows
+
+
 def fitted_orders(rows: Sequence[dict], min_nfe: int = 20, error: str = "error") -> dict[str, float]:
     r"""The order of each sampler: minus the least-squares slope of :math:`\log(\text{error})` against :math:`\log(\text{NFE})`.
 
@@ -352,6 +374,22 @@ def energy_null(law, n: int, pairs: int, generator: torch.Generator | None = Non
     return torch.tensor(
         [float(energy_distance(law.sample(n, generator), law.sample(n, generator))) for _ in range(pairs)]
     )
+
+
+def half_factor_controls(
+    field: Field, x: torch.Tensor, ts: torch.Tensor, reference: torch.Tensor, generator: torch.Generator | None = None
+) -> list[float]:
+    r"""Energy distances to ``reference`` of the two dynamics with the factor :math:`\tfrac12` of the drift moved (negative controls).
+
+    The probability-flow ODE (Heun) with the reverse SDE's drift :math:`f x - g^2 s` (``ScaledScore(field, 2)``)
+    and the reverse SDE (Euler–Maruyama) with the ODE's :math:`f x - \tfrac12 g^2 s` (``ScaledScore(field, 0.5)``),
+    both from ``x`` on the grid ``ts``.
+    """
+    from .metrics import energy_distance
+
+    ode = sample("heun", ScaledScore(field, 2.0), x, ts)
+    sde = sample("sde", ScaledScore(field, 0.5), x, ts, generator=generator)
+    return [float(energy_distance(ode, reference)), float(energy_distance(sde, reference))]
 
 
 # --- trained fields ---------------------------------------------------------------------------
@@ -406,13 +444,39 @@ def sample_from_noise(
     return sample(method, field, x, ts, generator=generator).cpu()
 
 
-def wrong_schedule(model: Denoiser) -> Denoiser:
-    r"""The same network read on another schedule than it was trained on (a negative control).
+class ReversedTime(nn.Module):
+    r"""``net`` queried at :math:`1 - t`: the opposite time convention (noise at :math:`t = 0`, as in rectified flow)."""
 
-    VP linear becomes VP cosine; any other schedule (the straight path of flow matching) becomes VP linear.
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *cond) -> torch.Tensor:
+        return self.net(x, 1 - t, *cond)
+
+
+def reversed_time(model: Denoiser) -> Denoiser:
+    r"""The same trained network with its time reversed, :math:`t \to 1 - t` (a negative control: :class:`ReversedTime`)."""
+    return Denoiser(ReversedTime(model.net), model.schedule, model.kind, model.cond)
+
+
+def reversed_time_distances(
+    models: dict[str, Denoiser],
+    z: torch.Tensor,
+    steps: int,
+    reference: torch.Tensor,
+    device: torch.device | str | None = None,
+) -> list[float]:
+    r"""Energy distance to ``reference`` of each model sampled by Heun with its time reversed (:func:`reversed_time`, a negative control).
+
+    The same noise ``z`` and grid as :func:`sample_from_noise` gives the right samples.
     """
-    other = VPCosine() if isinstance(model.schedule, VPLinear) else VPLinear()
-    return Denoiser(model.net, other, model.kind)
+    from .metrics import energy_distance
+
+    return [
+        float(energy_distance(sample_from_noise("heun", reversed_time(m), z, steps, device=device), reference))
+        for m in models.values()
+    ]
 
 
 def ode_vs_sde(

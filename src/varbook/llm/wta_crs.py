@@ -56,8 +56,15 @@ def winner_count(p: torch.Tensor, k: int) -> int:
     return best + 1 if float(score[best]) < 1.0 / k else 0
 
 
-def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generator | None = None):
-    """Indices and weights ``(idx, w)`` of the kept rows, so that the estimate is :math:`\\sum_t w_t G_{idx_t}`."""
+def sample_rows(
+    p: torch.Tensor, k: int, sampler: str, generator: torch.Generator | None = None, replacement: bool = True
+):
+    """Indices and weights ``(idx, w)`` of the kept rows, so that the estimate is :math:`\\sum_t w_t G_{idx_t}`.
+
+    ``replacement=False`` draws the CRS / WTA-CRS rows without replacement (``torch.multinomial``'s
+    default) while keeping the weights :math:`1/(kp_i)`: a deliberately wrong variant (a negative
+    control), biased and with an error that is not :func:`expected_error`'s.
+    """
     n = p.shape[0]
     _check_sampler(sampler)
     if sampler == "exact" or (k >= n and sampler in ("topk", "wta_crs")):  # every row kept: exact
@@ -66,7 +73,7 @@ def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generato
         idx = randint(0, n, (k,), generator=generator, device=p.device)
         return idx, torch.full((k,), n / k, dtype=p.dtype, device=p.device)
     if sampler == "crs":  # eq. wta-crs-estimate: k i.i.d. draws, weights 1 / (k p_i)
-        idx = multinomial(p, k, replacement=True, generator=generator)
+        idx = multinomial(p, k, replacement=replacement, generator=generator)
         return idx, 1.0 / (k * p[idx])
     if sampler == "topk":
         idx = p.topk(k).indices
@@ -80,7 +87,7 @@ def sample_rows(p: torch.Tensor, k: int, sampler: str, generator: torch.Generato
     k_s = k - c
     if k_s == 0 or float(rest.sum()) <= 0:
         return winners, torch.ones(c, dtype=p.dtype, device=p.device)
-    drawn = multinomial(rest / rest.sum(), k_s, replacement=True, generator=generator)
+    drawn = multinomial(rest / rest.sum(), k_s, replacement=replacement, generator=generator)
     idx = torch.cat([winners, drawn])
     w = torch.cat([torch.ones(c, dtype=p.dtype, device=p.device), mass / (k_s * p[drawn])])
     return idx, w
@@ -102,19 +109,32 @@ def approx_weight_grad(
     sampler: str,
     p: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    replacement: bool = True,
 ) -> torch.Tensor:
-    """One estimate of :math:`\\nabla W=\\nabla Y^\\top X` from ``k`` rows (``x`` ``(N, d_in)``, ``grad_y`` ``(N, d_out)``)."""
+    """One estimate of :math:`\\nabla W=\\nabla Y^\\top X` from ``k`` rows (``x`` ``(N, d_in)``, ``grad_y`` ``(N, d_out)``).
+
+    ``replacement=False``: the wrong variant of :func:`sample_rows`.
+    """
     p = optimal_probabilities(x, grad_y) if p is None else p
-    idx, w = sample_rows(p, k, sampler, generator)
+    idx, w = sample_rows(p, k, sampler, generator, replacement)
     return (grad_y[idx] * w[:, None]).T @ x[idx]
 
 
-def expected_error(x: torch.Tensor, grad_y: torch.Tensor, k: int, sampler: str, p: torch.Tensor | None = None) -> float:
+def expected_error(
+    x: torch.Tensor,
+    grad_y: torch.Tensor,
+    k: int,
+    sampler: str,
+    p: torch.Tensor | None = None,
+    winners: int | None = None,
+) -> float:
     r""":math:`\mathbb E\lVert\widehat{\nabla W}-\nabla W\rVert_F^2` in closed form.
 
     For i.i.d. sampling from :math:`q`: :math:`\frac1k\big[\sum_i\lVert G_i\rVert^2/q_i-\lVert\sum_i G_i\rVert^2\big]`
     over the sampled set; WTA-CRS applies it to the rows outside :math:`C` with :math:`q=p/(1-P_C)`
     and :math:`k_s` draws; top-:math:`k` has no variance, only the squared bias :math:`\lVert\sum_{i\notin\mathrm{top}}G_i\rVert^2`.
+    ``winners`` fixes the size of WTA-CRS's winner set instead of choosing it adaptively
+    (:func:`winner_count`); a fixed size is the wrong variant that can do worse than CRS.
     """
     _check_sampler(sampler)
     p = optimal_probabilities(x, grad_y) if p is None else p
@@ -135,7 +155,7 @@ def expected_error(x: torch.Tensor, grad_y: torch.Tensor, k: int, sampler: str, 
         rest = torch.ones(n, dtype=torch.bool)
         rest[p.topk(min(k, n)).indices] = False
         return float((grad_y[rest].T @ x[rest]).pow(2).sum())
-    c = winner_count(p, k)  # wta_crs
+    c = winner_count(p, k) if winners is None else min(winners, k)  # wta_crs
     rest = torch.ones(n, dtype=torch.bool)
     if c:
         rest[p.topk(c).indices] = False
@@ -169,7 +189,10 @@ class _ApproxLinearFunction(torch.autograd.Function):
         kept, weight = ctx.saved_tensors
         g = grad_out.reshape(-1, grad_out.shape[-1])
         grad_x = (g @ weight).view(ctx.shape)
-        rows = g if ctx.idx is None else g[ctx.idx]
+        if ctx.idx is None:
+            rows = g
+        else:  # the wrong variant pairs each kept row of X with the gradient of the previous kept row
+            rows = g[ctx.idx.roll(1) if ctx.layer.misaligned else ctx.idx]
         grad_w = rows.T @ kept  # eq. wta-gradient over the kept rows: sum_t w_t dY_t X_t^T
         grad_b = g.sum(0) if ctx.has_bias else None
         ctx.layer.store_grad_norms(g.detach().norm(dim=-1))
@@ -182,7 +205,9 @@ class ApproxLinear(nn.Linear):
     Row probabilities are :math:`\\propto\\lVert X_i\\rVert` times the output-gradient norms of the
     same examples cached from the last time they were seen (set ``example_ids`` of shape ``(B,)``
     before the forward pass; without a cache, :math:`\\lVert X_i\\rVert` alone). Evaluation (no
-    gradient) is an ordinary linear map.
+    gradient) is an ordinary linear map. ``misaligned=True`` is a deliberately wrong backward pass
+    (a negative control): an off-by-one in the kept indices pairs each kept input row with the
+    output gradient of another token.
     """
 
     def __init__(
@@ -198,6 +223,7 @@ class ApproxLinear(nn.Linear):
         _check_sampler(sampler)
         _check_ratio(ratio)
         self.sampler, self.ratio, self.generator = sampler, ratio, generator
+        self.misaligned = False
         self.example_ids: torch.Tensor | None = None
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -339,6 +365,29 @@ def relative_errors(
     return rows
 
 
+def wta_gain(
+    x: torch.Tensor,
+    grad_y: torch.Tensor,
+    ratios: list[float],
+    p: torch.Tensor | None = None,
+    winners_fraction: float | None = None,
+) -> list[float]:
+    r"""Closed-form error of WTA-CRS over that of CRS, per keep ratio (both with row probabilities ``p``).
+
+    With ``winners_fraction=None`` the winner set has its adaptive size (:func:`winner_count`), so
+    the ratio is at most 1. A fixed fraction (``0.5``: half of the :math:`k` kept rows are the
+    largest-probability rows, whatever their share of the mass) is the wrong variant: when the
+    largest terms carry less than their share, it does worse than CRS.
+    """
+    p = optimal_probabilities(x, grad_y) if p is None else p
+    out = []
+    for ratio in ratios:
+        k = sample_size(x.shape[0], ratio)
+        c = None if winners_fraction is None else int(winners_fraction * k)
+        out.append(expected_error(x, grad_y, k, "wta_crs", p, winners=c) / expected_error(x, grad_y, k, "crs", p))
+    return out
+
+
 def monte_carlo_check(
     x: torch.Tensor,
     grad_y: torch.Tensor,
@@ -347,22 +396,34 @@ def monte_carlo_check(
     n_draws: int,
     p: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    replacement: bool = True,
 ) -> dict[str, float]:
     r"""``n_draws`` estimates of :math:`\nabla W` from ``k`` rows against the exact gradient and the closed form.
 
-    Returns the fraction of the entries of :math:`\nabla W` whose Monte Carlo mean lies within 3
-    standard errors of the exact value (about 0.997 for an unbiased estimator), and the measured
-    mean squared error over :func:`expected_error`.
+    Returns three numbers. The fraction of the entries of :math:`\nabla W` whose Monte Carlo mean
+    lies within 3 standard errors of the exact value: about 0.997 for an unbiased estimator, but the
+    entries are correlated, so this fraction fluctuates far more than a binomial one would. The
+    squared error of the mean over its expectation for an unbiased estimator,
+    :math:`R=n\lVert\bar g-\nabla W\rVert^2/\mathbb E\lVert\hat g-\nabla W\rVert^2` (closed form),
+    which is about :math:`\sum_j\lambda_jZ_j^2` with :math:`\sum_j\lambda_j=1` when the estimator is
+    unbiased, whatever the covariance, and grows like :math:`n\lVert\text{bias}\rVert^2` otherwise. And
+    the measured mean squared error of one draw over :func:`expected_error`.
+    ``replacement=False`` draws the rows without replacement (the wrong variant of
+    :func:`sample_rows`), still against ``sampler``'s closed form.
     """
     p = optimal_probabilities(x, grad_y) if p is None else p
     exact = (grad_y.T @ x).flatten()
-    draws = torch.stack([approx_weight_grad(x, grad_y, k, sampler, p, generator).flatten() for _ in range(n_draws)])
+    draws = torch.stack(
+        [approx_weight_grad(x, grad_y, k, sampler, p, generator, replacement).flatten() for _ in range(n_draws)]
+    )
     se = draws.std(0) / draws.shape[0] ** 0.5
     z = (draws.mean(0) - exact) / se.clamp_min(1e-300)
     measured = ((draws - exact) ** 2).sum(1).mean().item()
+    closed = expected_error(x, grad_y, k, sampler, p)
     return {
         "entries within 3 s.e.": float((z.abs() < 3).double().mean()),
-        "MC error / closed form": measured / expected_error(x, grad_y, k, sampler, p),
+        "n ‖mean − ∇W‖² / closed form": n_draws * float(((draws.mean(0) - exact) ** 2).sum()) / closed,
+        "MC error / closed form": measured / closed,
     }
 
 
@@ -425,14 +486,16 @@ def fine_tune_samplers(
     steps: int,
     seed: int,
     ratio: float = 0.3,
+    misaligned: bool = False,
     desc: str | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Fine-tune a fresh classifier on a copy of ``backbone`` with each sampler: test accuracy and ms per step.
 
     Each run seeds torch's global generator with ``seed`` (the new layer, the row sampling) and
     draws its batches from a generator seeded with ``seed``, so that the runs differ only in the
-    sampler of their :class:`ApproxLinear` layers (at keep ratio ``ratio``). ``desc`` labels a
-    progress bar over the samplers.
+    sampler of their :class:`ApproxLinear` layers (at keep ratio ``ratio``). ``misaligned=True``
+    gives every such layer the wrong backward pass of :class:`ApproxLinear` (a negative control).
+    ``desc`` labels a progress bar over the samplers.
     """
     device = next(backbone.parameters()).device
     out = {}
@@ -440,6 +503,9 @@ def fine_tune_samplers(
         seed_all(seed)
         model = fresh_classifier(backbone, len(train.names)).to(device)
         set_sampler(model, sampler, ratio)
+        for m in model.modules():
+            if isinstance(m, ApproxLinear):
+                m.misaligned = misaligned
         g = torch.Generator().manual_seed(seed)
         with Meter(device) as meter:
             fine_tune(model, train, steps, generator=g)
@@ -505,6 +571,7 @@ __all__ = [
     "SavedBytes",
     "capture_linear_io",
     "relative_errors",
+    "wta_gain",
     "monte_carlo_check",
     "saved_bytes",
     "fine_tune",

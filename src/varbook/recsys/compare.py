@@ -2,8 +2,8 @@ r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models 
 
 * :class:`Variant` and :func:`fit_variants`: Mult-VAEs with different likelihoods and β schedules,
   and the Mult-DAE, each trained by :func:`~varbook.recsys.mult_vae.fit` from the same seed;
-* :func:`held_out_metrics` and :func:`summarise`: per-user NDCG@k and Recall@r of held-out
-  users, and their means with the standard error of the NDCG;
+* :func:`held_out_metrics`, :func:`summarise` and :func:`mean_ndcg`: per-user NDCG@k and
+  Recall@r of held-out users, and their means with the standard error of the NDCG;
 * :func:`ndcg_by_activity`: the NDCG of each activity group of test users (how many clicks they
   folded in);
 * :func:`baselines`: EASE and popularity, which need no training;
@@ -138,6 +138,11 @@ def misaligned(held: HeldOut, seed: int = 0) -> HeldOut:
     """
     order = runtime.randperm(len(held.users), generator=torch.Generator().manual_seed(seed))
     return HeldOut(held.users, held.fold_in[order.to(held.fold_in.device)], held.held_out)
+
+
+def mean_ndcg(models: dict[str, Scorer], held: HeldOut, k: int) -> dict[str, float]:
+    """Each model's mean NDCG@k over the users of ``held`` (:func:`held_out_metrics`)."""
+    return {name: float(held_out_metrics(m, held, k, recall_at=())[f"NDCG@{k}"].mean()) for name, m in models.items()}
 
 
 def summarise(per_user: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, float]]:

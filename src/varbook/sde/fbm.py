@@ -675,6 +675,14 @@ def fit_hurst(
     return history
 
 
+def hurst_recovered(true: Iterable[float], learned: Iterable[float], tol: float = 0.1) -> bool:
+    r"""Whether learned Hurst indices recover the true ones: in the same order (non-decreasing along increasing
+    ``true``) and each within ``tol`` of its true value."""
+    pairs = sorted(zip(true, learned, strict=True))
+    ordered = all(a[1] <= b[1] for a, b in zip(pairs, pairs[1:], strict=False))
+    return ordered and all(abs(h - t) <= tol for t, h in pairs)
+
+
 class ObservationControl(nn.Module):
     r"""An amortised control :math:`u_\phi(x, t, y)` for paths observed at ``ts[obs_idx]``: an MLP of the state, the
     OU processes, the next observation :math:`o`, :math:`o - x` and the time left until it (``obs (n, m)`` holds each

@@ -229,11 +229,16 @@ def gradient_draws(program: Callable, logits: torch.Tensor, n: int) -> tuple[tor
 
     The program runs once on ``n`` stacked copies of ``logits``; the gradient of the surrogate's
     sum gives one estimate :math:`\hat g_r` per copy. Returns the estimates ``(n, logits.numel())``
-    and the milliseconds per estimate.
+    and the milliseconds per estimate (on a GPU, the device is synchronised around the run).
     """
     leaf = logits.detach().expand(n, *logits.shape).clone().requires_grad_(True)
+    cuda = leaf.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     (grad,) = torch.autograd.grad(estimate(program, leaf).sum(), leaf)
+    if cuda:
+        torch.cuda.synchronize()
     return grad.reshape(n, -1), 1e3 * (time.perf_counter() - start) / n
 
 
