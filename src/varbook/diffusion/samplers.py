@@ -119,7 +119,9 @@ def sample_ddim_as_euler(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
         raise ValueError("end the grid at t > 0: at rho = 0 (the data end) the log-SNR defines no t")
     rho = torch.exp(-sch.log_snr(ts))  # rho = sigma / alpha
 
-    def drift(y, r):  # dy/drho = eps_hat(alpha y, t(rho)); one Euler step is y_s = y_t + (rho_s - rho_t) eps_hat
+    # dy/drho = eps_hat(alpha y, t(rho));
+    # one Euler step is y_s = y_t + (rho_s - rho_t) eps_hat
+    def drift(y, r):
         t = sch.t_of_log_snr(-torch.log(r))
         return field.eps(sch.alpha(t).to(y) * y, t)
 

@@ -191,7 +191,9 @@ class _ApproxLinearFunction(torch.autograd.Function):
         grad_x = (g @ weight).view(ctx.shape)
         if ctx.idx is None:
             rows = g
-        else:  # the wrong variant pairs each kept row of X with the gradient of the previous kept row
+        else:
+            # the wrong variant pairs each kept row of X
+            # with the gradient of the previous kept row
             rows = g[ctx.idx.roll(1) if ctx.layer.misaligned else ctx.idx]
         grad_w = rows.T @ kept  # eq. wta-gradient over the kept rows: sum_t w_t dY_t X_t^T
         grad_b = g.sum(0) if ctx.has_bias else None
