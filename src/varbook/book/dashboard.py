@@ -16,7 +16,7 @@ def load_records(root: Path) -> list[dict]:
     records = []
     for origin, folder in (
         ("this build", root / "_build" / "results"),
-        ("committed GPU run", root / "results" / "full"),
+        ("committed full record", root / "results" / "full"),
     ):
         for path in sorted(folder.rglob("*.json")) if folder.exists() else []:
             try:
@@ -40,8 +40,35 @@ def _fmt_value(value) -> str:
     return "n/a" if value is None else str(value)
 
 
-def dashboard(records: list[dict]) -> str:
-    """HTML tables (embedded in MyST) of claims, chapter runs and the environment."""
+def seeds_cell(agg: dict | None, claim: dict) -> str:
+    """What the claims table shows of a claim's seed sweep: "held in k of n seeds", a flag for an
+    asserted robust claim that failed in some seed, and "stale" when the sweep predates the inputs.
+
+    >>> agg = {"stale": False, "claims": [{"id": "a", "tier": "robust", "asserted": True, "ran": 5,
+    ...        "held": 4, "failed_seeds": [3]}]}
+    >>> seeds_cell(agg, {"key": "a"})
+    'held in 4 of 5 seeds; FAILED in seed 3'
+    """
+    if agg is None:
+        return "no sweep"
+    cid = claim.get("key") or claim.get("statement")
+    found = next((c for c in agg.get("claims", []) if c.get("id") == cid), None)
+    if found is None:
+        return "not in the sweep"
+    if not found.get("ran"):
+        text = "not run in the sweep"
+    else:
+        text = f"held in {found['held']} of {found['ran']} seeds"
+        if found.get("failed_seeds") and found.get("asserted") and found.get("tier") == "robust":
+            seeds = ", ".join(map(str, found["failed_seeds"]))
+            text += f"; FAILED in seed{'s' if len(found['failed_seeds']) > 1 else ''} {seeds}"
+    return text + (" (stale: the chapter or library changed since)" if agg.get("stale") else "")
+
+
+def dashboard(records: list[dict], sweeps: dict[tuple[str, str], dict] | None = None) -> str:
+    """HTML tables (embedded in MyST) of claims (with their hold rates over seeds, from ``sweeps``,
+    as :func:`varbook.book.sweeps.load_sweeps` gives them), chapter runs, sweeps and the environment."""
+    sweeps = sweeps or {}
     if not records:
         return "*No chapter has been executed in this build yet.*\n"
     totals = tally([c for r in records for c in r["claims"]])
@@ -95,9 +122,48 @@ def dashboard(records: list[dict]) -> str:
             "varbook-runs",
         )
     )
+    if sweeps:
+        parts.append("\n## Seed sweeps\n")
+        rows = []
+        for (slug, profile), agg in sorted(sweeps.items()):
+            ok = sum(bool(v) for v in agg.get("chapter_ok", {}).values())
+            failing = [
+                c["id"]
+                for c in agg.get("claims", [])
+                if c.get("asserted") and c.get("tier") == "robust" and c["failed_seeds"]
+            ]
+            rows.append(
+                [
+                    slug,
+                    profile,
+                    ", ".join(map(str, agg.get("seeds", []))),
+                    f"{ok} of {len(agg.get('chapter_ok', {}))}",
+                    ", ".join(failing) or "none",
+                    agg.get("device", "n/a"),
+                    str(agg.get("date", "n/a"))[:10],
+                    "stale: the chapter or library changed since" if agg.get("stale") else "current",
+                ]
+            )
+        parts.append(
+            _html_table(
+                [
+                    "chapter",
+                    "profile",
+                    "seeds",
+                    "chapter ran",
+                    "robust claims failing in a seed",
+                    "device",
+                    "date",
+                    "inputs",
+                ],
+                rows,
+                "varbook-sweeps",
+            )
+        )
     parts.append("\n## Claims\n")
     rows = []
     for r in records:
+        sweep = sweeps.get((r["slug"], r["profile"]))
         for c in r["claims"]:
             mark = verdict_html(
                 c["holds"], bool(c.get("asserted")), kind=c.get("kind", "claim"), control_holds=c.get("control_holds")
@@ -113,12 +179,25 @@ def dashboard(records: list[dict]) -> str:
                     _fmt_value(c.get("ours")),
                     c.get("comparison", ""),
                     "—" if c.get("control") is None else _fmt_value(c.get("control")),
+                    seeds_cell(sweep, c),
                     mark,
                 ]
             )
     parts.append(
         _html_table(
-            ["chapter", "profile", "tier", "claim", "paper", "source", "ours", "test", "control", "holds"],
+            [
+                "chapter",
+                "profile",
+                "tier",
+                "claim",
+                "paper",
+                "source",
+                "ours",
+                "test",
+                "control",
+                "over seeds",
+                "holds",
+            ],
             rows,
             "varbook-dashboard",
             raw_last=True,

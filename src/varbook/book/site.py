@@ -10,6 +10,7 @@ from pathlib import Path
 from ..runtime import resolve_profile
 from .dashboard import dashboard, load_records
 from .runner import chapters, project_root
+from .sweeps import load_sweeps
 
 DASHBOARD_MARKER = "<!-- varbook:dashboard -->"
 
@@ -46,7 +47,7 @@ def stage(profile: str, root: Path | None = None) -> Path:
     text = repro.read_text(encoding="utf-8")
     if DASHBOARD_MARKER not in text:
         raise ValueError(f"book/reproducibility.md lacks the marker {DASHBOARD_MARKER}")
-    repro.write_text(text.replace(DASHBOARD_MARKER, dashboard(load_records(root))), encoding="utf-8")
+    repro.write_text(text.replace(DASHBOARD_MARKER, dashboard(load_records(root), load_sweeps(root))), encoding="utf-8")
     return site
 
 
