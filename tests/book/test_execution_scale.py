@@ -100,6 +100,7 @@ def test_sweep_runs_each_seed_and_the_dashboard_shows_hold_rates(tmp_path):
     assert committed["key"] == cache.inputs_key(root, book.select(["demo"], root)[0], "smoke")
     loaded = sweeps.load_sweeps(root)
     assert loaded[("demo", "smoke")]["stale"] is False
+    assert [o.cached for o in book.execute(["demo"], "smoke", root=root)] == [True]  # seed 0 was the book's run
     record = {
         "slug": "demo",
         "profile": "smoke",

@@ -2,7 +2,7 @@
 
 ``python -m varbook.book sweep --seeds 0-4`` keeps each seed's record under
 ``_build/sweeps/<profile>/<slug>/seed-<k>.json`` (a seed whose inputs are unchanged is not run
-again) and writes one aggregate per chapter, ``results/sweeps/<profile>/<slug>.json``, which is
+again; the run at the book's seed 0 also becomes the build's executed chapter) and writes one aggregate per chapter, ``results/sweeps/<profile>/<slug>.json``, which is
 committed. The aggregate carries the sweep's inputs key (:func:`varbook.book.cache.inputs_key`
 without a seed): the dashboard marks it stale when the chapter or the library has changed since.
 """
@@ -17,7 +17,10 @@ from pathlib import Path
 
 from ..runtime import resolve_profile
 from . import cache
-from .runner import Chapter, Task, project_root, run_tasks, select
+from .runner import Chapter, Task, _store, project_root, run_tasks, select
+
+BOOK_SEED = 0
+"""The seed the book is built with; a sweep's run at this seed also serves as the build's run."""
 
 _CMP = re.compile(r"^\s*(<=|>=|<|>)\s*(-?[0-9.eE+-]+)\s*$")
 
@@ -185,6 +188,8 @@ def sweep(
         path.write_text(json.dumps(entry, indent=1, default=str) + "\n", encoding="utf-8")
         if result.notebook is not None:
             path.with_suffix(".ipynb").write_bytes(result.notebook)
+        if result.task.seed == BOOK_SEED:  # the book's own run: a `make book` after the sweep reuses it
+            _store(root, ch, result)
         print(
             f"  {'ok    ' if result.ok else 'FAILED'} {ch.slug:<28} seed {result.task.seed:<3} {result.seconds:6.1f} s",
             flush=True,
