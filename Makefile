@@ -8,6 +8,7 @@ PROFILE ?= smoke
 SEED   ?= 0
 JOBS   ?= 1
 SEEDS  ?= 0-4
+EDITION ?= instructor
 FORCE  ?=
 FORCE_FLAG := $(if $(FORCE),--force)
 STAMP  := $(VENV)/.installed-stamp
@@ -16,7 +17,8 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: help setup book chapter sweep full-missing test lint format typecheck pairing unit chapters site browser new-chapter clean
 
 help:
-	@echo "make book [PROFILE=smoke|full]           execute every chapter and build _build/html"
+	@echo "make book [PROFILE=smoke|full] [EDITION=instructor|student]  execute every chapter and build the site"
+	@echo "   (_build/html: solutions folded; EDITION=student: _build/html-student, without solutions)"
 	@echo "make chapter SLUG=<slug> [PROFILE=] [SEED=]  execute one chapter into _build/executed"
 	@echo "   (a chapter whose inputs are unchanged since its last run is not run again; FORCE=1 re-runs)"
 	@echo "make sweep [SEEDS=0-4] [PROFILE=] [SLUG=]   every chapter at every seed; hold rates in results/sweeps/"
@@ -35,7 +37,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m varbook.book book --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(FORCE_FLAG)
+	$(BIN)/python -m varbook.book book --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) --edition $(EDITION) $(FORCE_FLAG)
 
 chapter: $(STAMP)
 	@test -n "$(SLUG)" || { echo "usage: make chapter SLUG=<slug> [PROFILE=smoke|full] [SEED=0]"; $(BIN)/python -m varbook.book list; exit 2; }
@@ -75,8 +77,10 @@ unit: $(STAMP)
 chapters: $(STAMP)
 	$(BIN)/python -m varbook.book run --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(FORCE_FLAG)
 
+# Both editions: the instructor's (solutions folded) in _build/html, the student's (none) in _build/html-student.
 site: $(STAMP)
-	$(BIN)/python -m varbook.book site --profile $(PROFILE)
+	$(BIN)/python -m varbook.book site --profile $(PROFILE) --edition instructor
+	$(BIN)/python -m varbook.book site --profile $(PROFILE) --edition student
 
 browser: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site

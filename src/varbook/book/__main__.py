@@ -11,8 +11,9 @@
   each record to ``results/full/``;
 * ``sweep --seeds 0-4 [--only SLUG ...] [--profile P] [--jobs J] [--scheduler ADDR]``: every
   chapter at every seed; per-claim hold rates in ``results/sweeps/<profile>/<slug>.json``;
-* ``site [--profile P]``: stage the executed notebooks with the book's pages into
-  ``_build/site`` and build HTML into ``_build/html`` with Sphinx warnings as errors;
+* ``site [--profile P] [--edition instructor|student]``: stage the executed notebooks with the
+  book's pages into ``_build/site`` and build HTML into ``_build/html`` (the student edition,
+  without solutions, into ``_build/html-student``) with Sphinx warnings as errors;
 * ``book``: ``run`` then ``site``; prints the path of ``index.html``;
 * ``new PART SLUG``: scaffold a chapter from the template.
 """
@@ -50,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--force", action="store_true", help="run again chapters whose inputs are unchanged")
         p.add_argument("--scheduler", default=None, metavar="ADDR", help="a Dask scheduler, e.g. tcp://host:8786")
         p.add_argument("--worker-root", default=None, help="the project's path on the Dask workers")
+        if name == "book":
+            p.add_argument("--edition", default="instructor", help="instructor (solutions folded) or student (none)")
         if name == "run":
             p.add_argument("--missing", action="store_true", help="full profile: chapters without a fresh record")
             p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="time budget of --missing")
     p = sub.add_parser("site", help="build the site from executed chapters")
     p.add_argument("--profile", default=None)
+    p.add_argument("--edition", default="instructor", help="instructor (solutions folded) or student (none)")
     p = sub.add_parser("new", help="scaffold a chapter from book/_template")
     p.add_argument("part", help="the part's folder under book/ (a new one is created)")
     p.add_argument("slug", help="the chapter's name: lower case, digits and underscores")
@@ -99,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             failed = [o for o in outcomes if not o.ok]
             if args.command == "book":
-                index = build_site(args.profile)
+                index = build_site(args.profile, edition=args.edition)
                 print(f"site built in {time.perf_counter() - start:.0f} s: {index}")
             return 1 if failed else 0
-        index = build_site(args.profile)
+        index = build_site(args.profile, edition=args.edition)
         print(f"site: {index}")
         return 0
     except (UnknownChapter, ScaffoldError, ValueError, FileNotFoundError) as exc:

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from ..runtime import resolve_profile
+from ..runtime import check_choice, resolve_profile
 from .dashboard import dashboard, load_records
 from .runner import chapters, project_root
 from .sweeps import load_sweeps
+from .teaching import EDITIONS, book_map, draw_map, strip_solutions, strip_solutions_text, teaching_page
 
 DASHBOARD_MARKER = "<!-- varbook:dashboard -->"
+TEACHING_MARKER = "<!-- varbook:teaching -->"
+MAP_FILE = "book-map.svg"
 
 
-def stage(profile: str, root: Path | None = None) -> Path:
-    """Assemble ``_build/site``: the book's pages, the executed chapters in place of their sources, the dashboard."""
+def html_dir(root: Path, edition: str = "instructor") -> Path:
+    """Where the site of an edition is built: ``_build/html`` (instructor), ``_build/html-student``."""
+    check_choice("edition", edition, EDITIONS)
+    return root / "_build" / ("html" if edition == "instructor" else f"html-{edition}")
+
+
+def stage(profile: str, root: Path | None = None, edition: str = "instructor") -> Path:
+    """Assemble ``_build/site``: the book's pages, the executed chapters in place of their sources,
+    the dashboard and the teaching guide; the student edition drops every solution."""
+    check_choice("edition", edition, EDITIONS)
     root = root or project_root()
     site = root / "_build" / "site"
     if site.exists():
@@ -35,9 +47,17 @@ def stage(profile: str, root: Path | None = None) -> Path:
     for src in sorted(chapter_sources):
         executed = root / "_build" / "executed" / profile / src.with_suffix(".ipynb")
         if executed.exists():
+            (site / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(executed, site / src.with_suffix(".ipynb"))
         else:
             missing.append(src.stem)
+    if edition == "student":  # no solution on any page, nor in any notebook a reader downloads
+        for path in sorted((site / "book").rglob("*.ipynb")):
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps(strip_solutions(nb), indent=1) + "\n", encoding="utf-8")
+        for path in sorted((site / "book").rglob("*.md")):
+            text = path.read_text(encoding="utf-8")
+            path.write_text(strip_solutions_text(text), encoding="utf-8")
     if missing:
         raise FileNotFoundError(
             f"chapter(s) not executed in the {profile} profile: {', '.join(missing)}; run them first"
@@ -48,6 +68,13 @@ def stage(profile: str, root: Path | None = None) -> Path:
     if DASHBOARD_MARKER not in text:
         raise ValueError(f"book/reproducibility.md lacks the marker {DASHBOARD_MARKER}")
     repro.write_text(text.replace(DASHBOARD_MARKER, dashboard(load_records(root), load_sweeps(root))), encoding="utf-8")
+    guide = site / "book" / "teaching.md"
+    if guide.exists():
+        text = guide.read_text(encoding="utf-8")
+        if TEACHING_MARKER not in text:
+            raise ValueError(f"book/teaching.md lacks the marker {TEACHING_MARKER}")
+        draw_map(book_map(root), guide.parent / MAP_FILE)
+        guide.write_text(text.replace(TEACHING_MARKER, teaching_page(root, profile, MAP_FILE)), encoding="utf-8")
     return site
 
 
@@ -66,11 +93,11 @@ def _import_paths(site: Path) -> list[str]:
     return paths
 
 
-def build_site(profile: str | None = None, root: Path | None = None) -> Path:
-    """Stage and build the HTML site into ``_build/html`` with warnings as errors; return ``index.html``."""
+def build_site(profile: str | None = None, root: Path | None = None, edition: str = "instructor") -> Path:
+    """Stage and build the HTML site of ``edition`` (:func:`html_dir`) with warnings as errors; return ``index.html``."""
     root = root or project_root()
     profile = resolve_profile(profile)
-    site = stage(profile, root)
+    site = stage(profile, root, edition)
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
     subprocess.run([jb, "config", "sphinx", str(site)], check=True, stdout=subprocess.DEVNULL)
     with open(site / "conf.py", "a", encoding="utf-8") as conf:
@@ -79,9 +106,9 @@ def build_site(profile: str | None = None, root: Path | None = None) -> Path:
         conf.write('\nextensions = [e for e in extensions if e != "sphinx_thebe"]\n')
         # autodoc imports varbook from the staged src; local extensions live in book/_ext.
         conf.write(f"\nimport sys\n\nsys.path[:0] = {_import_paths(site)!r}\ndel sys\n")
-    html_dir = root / "_build" / "html"
-    if html_dir.exists():
-        shutil.rmtree(html_dir)
+    out = html_dir(root, edition)
+    if out.exists():
+        shutil.rmtree(out)
     cmd = [
         sys.executable,
         "-m",
@@ -96,10 +123,10 @@ def build_site(profile: str | None = None, root: Path | None = None) -> Path:
         "-d",
         str(root / "_build" / "doctrees"),
         str(site),
-        str(html_dir),
+        str(out),
     ]
     subprocess.run(cmd, check=True)
-    index = html_dir / "index.html"
+    index = out / "index.html"
     if not index.exists():
         raise FileNotFoundError(f"the site build wrote no {index}")
     return index
