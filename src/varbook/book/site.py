@@ -93,6 +93,19 @@ def _import_paths(site: Path) -> list[str]:
     return paths
 
 
+def repository_url(site: Path) -> str:
+    """The repository the site links to: ``VARBOOK_REPOSITORY_URL``, else ``repository.url`` of ``_config.yml``."""
+    import os
+
+    import yaml
+
+    env = os.environ.get("VARBOOK_REPOSITORY_URL", "").strip()
+    if env:
+        return env
+    config = yaml.safe_load((site / "_config.yml").read_text(encoding="utf-8")) or {}
+    return str((config.get("repository") or {}).get("url") or "").strip()
+
+
 def build_site(profile: str | None = None, root: Path | None = None, edition: str = "instructor") -> Path:
     """Stage and build the HTML site of ``edition`` (:func:`html_dir`) with warnings as errors; return ``index.html``."""
     root = root or project_root()
@@ -106,6 +119,12 @@ def build_site(profile: str | None = None, root: Path | None = None, edition: st
         conf.write('\nextensions = [e for e in extensions if e != "sphinx_thebe"]\n')
         # autodoc imports varbook from the staged src; local extensions live in book/_ext.
         conf.write(f"\nimport sys\n\nsys.path[:0] = {_import_paths(site)!r}\ndel sys\n")
+        url = repository_url(site)
+        if url:  # the repository and issue buttons, only where there is a repository to link
+            conf.write(
+                f"\nhtml_theme_options.update(repository_url={url!r}, use_repository_button=True,"
+                " use_issues_button=True)\n"
+            )
     out = html_dir(root, edition)
     if out.exists():
         shutil.rmtree(out)
