@@ -73,8 +73,14 @@ def test_dashboard_lists_claims_and_runs():
             },
         ],
     }
-    text = book.dashboard([rec])
+    text = book.dashboard([rec], links={"x": "gradients/x.html#reproduction-check"}, commit="abc123")
     assert "1 claims reproduced" in text and "1 not reproduced" in text and "1 not run" in text
+    # the matrix first: one row per chapter, a cell per tier, linked to the chapter's check
+    assert text.index("At a glance") < text.index("Claims, chapter by chapter") < text.index("Chapter runs")
+    assert '<a href="gradients/x.html#reproduction-check">x</a>' in text
+    assert "<td>held 1</td><td>not run 1</td><td>not reproduced 1</td><td>—</td>" in text
+    assert "No chapter has a committed full-profile record yet" in text and "abc123" in text
+    assert 'id="claims-x-smoke"' in text and "<details" in text
     assert "s &lt;1&gt;" in text and "not run here" in text
     assert "<td>1</td><td>0</td><td>0</td><td>1</td><td>1</td>" in text  # the chapter's tally row
     assert "varbook-runs" in text and "varbook-env" in text

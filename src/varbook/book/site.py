@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..runtime import check_choice, resolve_profile
-from .dashboard import dashboard, load_records
+from .dashboard import build_commit, dashboard, load_records
 from .runner import chapters, project_root
 from .sweeps import load_sweeps
 from .teaching import EDITIONS, book_map, draw_map, strip_solutions, strip_solutions_text, teaching_page
@@ -67,7 +67,18 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
     text = repro.read_text(encoding="utf-8")
     if DASHBOARD_MARKER not in text:
         raise ValueError(f"book/reproducibility.md lacks the marker {DASHBOARD_MARKER}")
-    repro.write_text(text.replace(DASHBOARD_MARKER, dashboard(load_records(root), load_sweeps(root))), encoding="utf-8")
+    repro.write_text(
+        text.replace(
+            DASHBOARD_MARKER,
+            dashboard(
+                load_records(root),
+                load_sweeps(root),
+                {c.slug: f"{c.part}/{c.slug}.html#reproduction-check" for c in chapters(root)},
+                build_commit(root),
+            ),
+        ),
+        encoding="utf-8",
+    )
     guide = site / "book" / "teaching.md"
     if guide.exists():
         text = guide.read_text(encoding="utf-8")
