@@ -35,6 +35,9 @@ from sphinx.directives.code import LiteralInclude
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.nodes import make_refnode
 
+# The site build puts src on sys.path; the reader notebooks use the same lookup.
+from varbook.book.listing import find_object, object_span
+
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 # Options that select or number lines: stripping lines would change what they mean.
 _KEEP_AS_IS = (
@@ -52,21 +55,6 @@ _KEEP_AS_IS = (
     "prepend",
     "append",
 )
-
-
-def find_object(tree: ast.Module, pyobject: str) -> ast.AST:
-    """The definition named by the dotted ``pyobject`` (``"f"``, ``"Class.method"``)."""
-    scope: ast.AST = tree
-    for name in pyobject.split("."):
-        found = [
-            n
-            for n in getattr(scope, "body", [])
-            if isinstance(n, _DEFS) and n.name == name
-        ]
-        if not found:
-            raise ValueError(f"no definition named {pyobject!r}")
-        scope = found[-1]  # like Python (and Sphinx's find_tags): the last one wins
-    return scope
 
 
 def _is_string(stmt: ast.stmt) -> bool:
@@ -108,14 +96,6 @@ def docstring_lines(source: str, pyobject: str) -> set[int]:
                     end = stmt.end_lineno or stmt.lineno
                     drop.update(range(stmt.lineno, end + 1))
     return drop
-
-
-def object_span(source: str, pyobject: str) -> tuple[int, int]:
-    """First (decorators included) and last line (1-based) of ``pyobject``."""
-    node = find_object(ast.parse(source), pyobject)
-    assert isinstance(node, _DEFS)
-    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-    return first, node.end_lineno or node.lineno
 
 
 def strip_docstrings(source: str, pyobject: str) -> str:

@@ -195,12 +195,15 @@ def results_root() -> Path:
 
 
 def specs_path(slug: str, start: Path | None = None) -> Path | None:
-    """The claims file ``book/<part>/<slug>.claims.yml`` of the project enclosing ``start`` (or the cwd)."""
+    """The claims file ``book/<part>/<slug>.claims.yml`` of the project enclosing ``start`` (or the cwd),
+    else of the project the library is installed from (a reader notebook run outside the project)."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists():
-            found = sorted((folder / "book").glob(f"*/{slug}.claims.yml"))
-            return found[0] if found else None
+    projects = [folder for folder in (here, *here.parents) if (folder / "_toc.yml").exists()][:1]
+    projects.append(Path(__file__).resolve().parents[3])  # <project>/src/varbook/book/claims.py
+    for folder in projects:
+        found = sorted((folder / "book").glob(f"*/{slug}.claims.yml"))
+        if found:
+            return found[0]
     return None
 
 

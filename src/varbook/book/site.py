@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..runtime import check_choice, resolve_profile
 from .dashboard import build_commit, dashboard, load_records
+from .reader import reader_notebook
 from .runner import chapters, project_root
 from .sweeps import load_sweeps
 from .teaching import EDITIONS, book_map, draw_map, strip_solutions, strip_solutions_text, teaching_page
@@ -17,6 +18,34 @@ from .teaching import EDITIONS, book_map, draw_map, strip_solutions, strip_solut
 DASHBOARD_MARKER = "<!-- varbook:dashboard -->"
 TEACHING_MARKER = "<!-- varbook:teaching -->"
 MAP_FILE = "book-map.svg"
+
+
+DOWNLOADS = (
+    "**Run this chapter yourself:** the {{download}}`reader notebook <{slug}.reader.ipynb>` runs in plain "
+    "Jupyter after download (library code inline, citations as text), and the "
+    "{{download}}`MyST source <{slug}.source.md>` is the chapter as written (open it with Jupytext)."
+)
+
+
+def _add_downloads(notebook: Path, slug: str) -> None:
+    """Put the download links of the reader notebook and the MyST source under the chapter's title."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    cell = {"cell_type": "markdown", "id": f"{slug}-downloads", "metadata": {}, "source": DOWNLOADS.format(slug=slug)}
+    nb["cells"].insert(1, cell)
+    notebook.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
+
+
+def _drop_build_paths(site: Path, root: Path) -> None:
+    """No path of the machine that built the site in what a reader downloads: papermill's input and
+    output paths go, and a path inside the project (in a warning, say) becomes relative to it."""
+    prefix = str(root.resolve()) + "/"
+    for path in sorted((site / "book").rglob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        pm = nb.get("metadata", {}).get("papermill", {})
+        for key in ("input_path", "output_path"):
+            pm.pop(key, None)
+        text = json.dumps(nb, indent=1).replace(prefix, "")
+        path.write_text(text + "\n", encoding="utf-8")
 
 
 def html_dir(root: Path, edition: str = "instructor") -> Path:
@@ -51,6 +80,13 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
             shutil.copy2(executed, site / src.with_suffix(".ipynb"))
         else:
             missing.append(src.stem)
+    for ch in chapters(root):  # what a reader downloads: a plain notebook and the MyST source
+        folder = site / ch.source.parent
+        nb = reader_notebook(root, ch, edition)
+        (folder / f"{ch.slug}.reader.ipynb").write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
+        shutil.copy2(root / ch.source, folder / f"{ch.slug}.source.md")
+        _add_downloads(site / ch.source.with_suffix(".ipynb"), ch.slug)
+    _drop_build_paths(site, root)
     if edition == "student":  # no solution on any page, nor in any notebook a reader downloads
         for path in sorted((site / "book").rglob("*.ipynb")):
             nb = json.loads(path.read_text(encoding="utf-8"))
