@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..runtime import check_choice, resolve_profile
 from .dashboard import build_commit, dashboard, load_records
+from .frontpage import fill_pages
 from .reader import reader_notebook
 from .runner import chapters, project_root
 from .sweeps import load_sweeps
@@ -115,6 +116,7 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
         ),
         encoding="utf-8",
     )
+    fill_pages(site, root, profile)
     guide = site / "book" / "teaching.md"
     if guide.exists():
         text = guide.read_text(encoding="utf-8")
