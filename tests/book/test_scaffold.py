@@ -56,7 +56,7 @@ def test_files_toc_and_pairing(skeleton, made):
     assert made.index is None  # the part existed
     toc = yaml.safe_load((skeleton / "_toc.yml").read_text())
     part = next(p for p in toc["parts"] if p["chapters"][0]["file"] == "book/gradients/index")
-    assert part["chapters"][0]["sections"][-1] == {"file": "book/gradients/demo_chapter"}
+    assert part["chapters"][0]["sections"][-1] == {"file": "book/gradients/demo_chapter", "title": "Demo chapter"}
     assert "demo_chapter" in [c.slug for c in chapters(skeleton)]
     text = (skeleton / made.chapter).read_text()
     assert f"({label('demo_chapter')})=" in text and 'start("demo_chapter"' in text
@@ -121,7 +121,7 @@ def test_new_part_gets_an_index_and_a_toc_part(skeleton):
     captions = [p["caption"] for p in toc["parts"]]
     assert captions[-2:] == ["New part", "Back matter"]
     assert toc["parts"][-2]["chapters"] == [
-        {"file": "book/new_part/index", "sections": [{"file": "book/new_part/other_demo"}]}
+        {"file": "book/new_part/index", "sections": [{"file": "book/new_part/other_demo", "title": "Other demo"}]}
     ]
 
 

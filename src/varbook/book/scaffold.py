@@ -87,6 +87,8 @@ def fill(text: str, part: str, slug: str) -> str:
     text = re.sub(rf"(?<=\{{ref\}}`){TEMPLATE_SLUG}(?=`)", lab, text)
     text = re.sub(rf"(?<=:label: ){TEMPLATE_SLUG}-", f"{lab}-", text)
     text = re.sub(rf"(?<=\{{eq\}}`){TEMPLATE_SLUG}-", f"{lab}-", text)
+    text = re.sub(rf"(?<=\{{solution\}} ){TEMPLATE_SLUG}-", f"{lab}-", text)
+    text = re.sub(rf"(?<=\{{solution-start\}} ){TEMPLATE_SLUG}-", f"{lab}-", text)
     text = text.replace(f'"{TEMPLATE_SLUG}"', f'"{slug}"').replace('"_template"', f'"{part}"')
     return text
 
@@ -108,7 +110,8 @@ def add_to_toc(root: Path, part: str, slug: str, caption: str) -> bool:
     path = root / "_toc.yml"
     toc = yaml.safe_load(path.read_text(encoding="utf-8"))
     parts = toc.setdefault("parts", [])
-    index, entry = f"book/{part}/index", {"file": f"book/{part}/{slug}"}
+    entry = {"file": f"book/{part}/{slug}", "title": slug.replace("_", " ").capitalize()}  # the sidebar's short title
+    index = f"book/{part}/index"
     for p in parts:
         for ch in p.get("chapters") or []:
             if ch.get("file") == index:
@@ -155,7 +158,8 @@ def new_chapter(part: str, slug: str, root: Path | None = None) -> Scaffold:
     test.write_text(fill(sources[2].read_text(encoding="utf-8"), part, slug), encoding="utf-8")
     if new_index:
         index.write_text(
-            f"# {caption}\n\nWhat the chapters of this part have in common.\n\n```{{tableofcontents}}\n```\n",
+            f"# {caption}\n\nWhat the chapters of this part have in common.\n\n<!-- varbook:part -->\n\n"
+            "```{tableofcontents}\n```\n",
             encoding="utf-8",
         )
     write_notebook(chapter)
