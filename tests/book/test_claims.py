@@ -57,6 +57,8 @@ def test_html_table_and_summary():
     r.check_true("ordered <b>", True, tier="robust", ours=[1, 2], comparison="ordered")
     html = r.to_html()
     assert 'class="varbook-claims"' in html and "&lt;b&gt;" in html and "holds" in html
+    assert html.index("<th>verdict</th>") < html.index("<th>claim</th>")  # the verdict first
+    assert "varbook-legend" in html and "negative control" in html
     counts = summarise([r.record()])
     assert counts["robust"] == {"holds": 1, "total": 1}
 

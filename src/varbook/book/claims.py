@@ -406,14 +406,22 @@ class Report:
             return "no negative control"
         return ""
 
+    LEGEND = (
+        "Verdict first. <b>holds</b>: our number passes the test and the negative control (the same test on a "
+        "deliberately wrong variant) fails it; <b>FAILS</b>: an asserted claim that did not hold (the chapter "
+        "fails); <b>not reproduced</b>: reported, not asserted in this profile; <b>sanity check</b>: true by "
+        "construction, not counted. <i>paper</i> is what the paper says; <i>source</i> is where it says it, or "
+        "where our threshold comes from."
+    )
+
     def to_html(self) -> str:
-        head = ["claim", "tier", "paper", "source", "ours", "test", "control", "holds"]
+        head = ["verdict", "claim", "tier", "paper", "source", "ours", "test", "control"]
         rows: list[str] = []
         ordered = [c for c in self.claims if c.kind != "sanity"] + [c for c in self.claims if c.kind == "sanity"]
         for i, c in enumerate(ordered):
             if c.kind == "sanity" and (i == 0 or ordered[i - 1].kind != "sanity"):
                 rows.append(
-                    f'<tr class="varbook-sanity-head"><th colspan="{len(head) + 1}">Sanity checks: true by '
+                    f'<tr class="varbook-sanity-head"><th colspan="{len(head)}">Sanity checks: true by '
                     "construction of our code, asserted but not counted as reproduced claims</th></tr>"
                 )
             verdict = verdict_html(c.holds, self.asserted(c), kind=c.kind, control_holds=c.control_holds)
@@ -431,11 +439,12 @@ class Report:
             cells = [html.escape(x) if x != "&mdash;" else x for x in cells]
             note = f"<br><small>{html.escape(c.note)}</small>" if c.note else ""
             cells[0] += note
-            rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + f"<td>{verdict}</td></tr>")
+            rows.append(f"<tr><td>{verdict}</td>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
         return (
             '<div class="varbook-claims-wrap">'
             f'<table class="varbook-claims" data-profile="{self.profile}">'
             f"<caption>Reproduction check: {html.escape(self.slug)}, {self.profile} profile, seed {self.seed}"
+            f'<br><small class="varbook-legend">{self.LEGEND}</small>'
             "</caption><thead><tr>"
             + "".join(f"<th>{h}</th>" for h in head)
             + "</tr></thead><tbody>"
