@@ -14,6 +14,7 @@ from varbook.diffusion.inverse import (
     learned_prior_comparison,
     misscaled_prior,
     noisy_measurements,
+    posterior_mean,
     red_diff,
     red_diff_ablation,
     red_diff_gradient,
@@ -23,7 +24,7 @@ from varbook.diffusion.inverse import (
     steps_sweep,
     with_controls,
 )
-from varbook.imaging import Inpainting, SuperResolution, psnr
+from varbook.imaging import BatchInpainting, Inpainting, SuperResolution, psnr
 
 
 def test_step_indices():
@@ -34,11 +35,12 @@ def test_step_indices():
     assert sorted(r.tolist()) == list(range(0, 1000, 100)) and r.tolist() != k.tolist()
 
 
-def test_gradient_matches_autograd_of_the_stated_surrogate():
+@pytest.mark.parametrize("per_image_masks", [False, True])
+def test_gradient_matches_autograd_of_the_stated_surrogate(per_image_masks):
     g = torch.Generator().manual_seed(0)
-    op = SuperResolution(8, 2)
+    op = BatchInpainting.random(3, 8, 0.5, g) if per_image_masks else SuperResolution(8, 2)
     mu = torch.randn(3, 64, dtype=torch.float64, generator=g, requires_grad=True)
-    y = torch.randn(3, 16, dtype=torch.float64, generator=g)
+    y = torch.randn(3, op.n_out, dtype=torch.float64, generator=g)
     eps_hat, eps = (
         torch.randn(3, 64, dtype=torch.float64, generator=g),
         torch.randn(3, 64, dtype=torch.float64, generator=g),
@@ -54,6 +56,25 @@ def test_weightings():
     assert float(red_diff_weight(a, s)) == pytest.approx(0.8 / 0.6)
     assert float(red_diff_weight(a, s, "constant")) == 1.0
     assert float(red_diff_weight(a, s, "clip")) == 1.0
+
+
+def test_posterior_mean_uses_each_image_s_own_mask():
+    g = torch.Generator().manual_seed(1)
+    prior = GaussianMixture.ring(3, 1.0, 0.3, dim=64)
+    x = prior.sample(4, g)
+    op = BatchInpainting.random(4, 8, 0.5, g)
+    assert len({tuple(r) for r in op.index.tolist()}) == 4  # four different masks
+    y = noisy_measurements(op, x, 0.05, g)
+    pm = posterior_mean(prior, op, y, 0.05)
+    for i in range(4):  # each row is the closed-form posterior mean under that image's own mask
+        single = Inpainting(op.masks[i])
+        torch.testing.assert_close(pm[i : i + 1], prior.posterior_mean(single.matrix(), y[i : i + 1], 0.05))
+    # the pitfall: reading every image through the first image's mask gives other means
+    shared = prior.posterior_mean(op.image(0).matrix(), y, 0.05)
+    assert (pm[1:] - shared[1:]).abs().max() > 1e-2
+    sr = SuperResolution(8, 2)  # a single operator goes through the batched closed form unchanged
+    ys = noisy_measurements(sr, x, 0.05, g)
+    torch.testing.assert_close(posterior_mean(prior, sr, ys, 0.05), prior.posterior_mean(sr.matrix(), ys, 0.05))
 
 
 class Zero(Field):
@@ -119,9 +140,10 @@ def test_bad_input():
 
 
 def _small_problem(seed=4, n=6):
+    # 8x8 images (the smallest side on which SSIM's 7x7 window fits), a fresh mask per image as in the chapter
     g = torch.Generator().manual_seed(seed)
-    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 16), (0.5 * torch.eye(16) + 0.3)[None])
-    op = Inpainting.random(4, 0.5, g)
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 64), (0.5 * torch.eye(64) + 0.3)[None])
+    op = BatchInpainting.random(n, 8, 0.5, g)
     x = prior.sample(n, g)
     y = noisy_measurements(op, x, 0.05, g)
     return prior, prior.field(DiscreteVP()), op, x, y
@@ -131,7 +153,7 @@ def test_compare_restorations_draws_in_order_and_picks_the_best_step_size():
     prior, field, op, x, y = _small_problem()
     zetas = (0.05, 0.5, 2.0)
     res = compare_restorations(
-        field, op, y, x, prior.posterior_mean(op.matrix(), y, 0.05), n_steps=10, zetas=zetas,
+        field, op, y, x, posterior_mean(prior, op, y, 0.05), n_steps=10, zetas=zetas,
         generator=torch.Generator().manual_seed(5),
     )  # fmt: skip
     g = torch.Generator().manual_seed(5)  # the same draws by hand: RED-diff, then DPS at each step size
@@ -156,6 +178,14 @@ def test_ablation_and_sweeps_are_runs_of_red_diff_and_dps():
     assert list(abl) == [f"order: {o}" for o in ORDERS] + [f"weighting: {w}" for w in WEIGHTINGS if w != "linear"]
     first = red_diff(field, op, y, 10, generator=torch.Generator().manual_seed(6))  # the first run: the defaults
     assert abl["order: descending"] == pytest.approx(float(psnr(first, x).mean()))
+    # the random arm averages its own permutations: the same draws by hand
+    abl4 = red_diff_ablation(field, op, y, x, n_steps=10, generator=torch.Generator().manual_seed(6), random_orders=3)
+    g = torch.Generator().manual_seed(6)
+    red_diff(field, op, y, 10, generator=g)  # the descending run comes first
+    by_hand = [float(psnr(red_diff(field, op, y, 10, order="random", generator=g), x).mean()) for _ in range(3)]
+    assert len(set(by_hand)) == 3 and abl4["order: random"] == pytest.approx(sum(by_hand) / 3)
+    with pytest.raises(ValueError, match="random_orders"):
+        red_diff_ablation(field, op, y, x, n_steps=10, random_orders=0)
     lams = lam_sweep(field, op, y, x, [0.0, 0.25], n_steps=10, generator=torch.Generator().manual_seed(7))
     no_prior = red_diff(field, op, y, 10, lam=0.0, generator=torch.Generator().manual_seed(7))
     assert list(lams) == [0.0, 0.25] and lams[0.0] == pytest.approx(float(psnr(no_prior, x).mean()))
@@ -177,7 +207,7 @@ def test_misscaled_prior_is_the_prior_of_the_data_mapped_to_the_unit_interval():
 
 def test_with_controls_adds_the_wrong_variants_from_a_generator_of_its_own():
     prior, field, op, x, y = _small_problem()
-    exact = prior.posterior_mean(op.matrix(), y, 0.05)
+    exact = posterior_mean(prior, op, y, 0.05)
     res = compare_restorations(field, op, y, x, exact, 10, zetas=(0.5,), generator=torch.Generator().manual_seed(5))
     out = with_controls(res, prior, DiscreteVP(), op, y, x, 0.05, n_steps=10, seed=3)
     added = ["RED-diff, times reversed", "RED-diff, prior on [0, 1]", "posterior mean, prior on [0, 1]"]
@@ -190,7 +220,7 @@ def test_with_controls_adds_the_wrong_variants_from_a_generator_of_its_own():
     assert out.gap("RED-diff", "RED-diff, times reversed") == pytest.approx(
         res.scores["RED-diff"]["PSNR"] - float(psnr(reversed_, x).mean())
     )
-    wrong_mean = misscaled_prior(prior).posterior_mean(op.matrix(), y, 0.05)
+    wrong_mean = posterior_mean(misscaled_prior(prior), op, y, 0.05)
     torch.testing.assert_close(out.images["posterior mean, prior on [0, 1]"], wrong_mean)
 
 
@@ -208,7 +238,7 @@ def test_step_times():
 def test_learned_prior_comparison_runs_at_toy_scale():
     g = torch.Generator().manual_seed(0)
     digits = torch.rand(32, 64, generator=g) * 2 - 1
-    op = Inpainting.random(8, 0.5, g)
+    op = BatchInpainting.random(3, 8, 0.5, g)  # the chapter's task: a mask per digit
     x = torch.rand(3, 64, generator=g) * 2 - 1
     y = noisy_measurements(op, x, 0.05, g)
     mnist = Split(torch.rand(8, 784, generator=g), torch.zeros(8, dtype=torch.long),

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from varbook.imaging import GaussianBlur, Inpainting, SuperResolution, psnr, quality, ssim
+from varbook.imaging import BatchInpainting, GaussianBlur, Inpainting, SuperResolution, psnr, quality, ssim
 
 OPS = [
     Inpainting.random(8, 0.5, torch.Generator().manual_seed(0)),
@@ -67,3 +67,28 @@ def test_quality_is_the_mean_psnr_and_ssim():
     assert q["PSNR"] == pytest.approx(float(psnr(noisy, x).mean()))
     assert q["SSIM"] == pytest.approx(float(ssim(noisy, x).mean()))
     assert quality(x, x)["SSIM"] == pytest.approx(1.0)
+
+
+def test_batch_inpainting_gives_every_image_its_own_mask():
+    g = torch.Generator().manual_seed(3)
+    op = BatchInpainting.random(200, 8, 0.5, g)
+    masks = op.masks
+    assert op.n_out == 32 and (masks.sum(1) == 32).all()  # exactly half of the pixels of every image
+    assert len({tuple(r) for r in op.index.tolist()}) == 200  # no two masks alike
+    # each pixel is kept with probability 1/2: its frequency over 200 masks within 4 standard errors
+    freq = masks.double().mean(0)
+    assert ((freq - 0.5).abs() < 4 * (0.25 / 200) ** 0.5).all()
+    x = torch.randn(200, 64, dtype=torch.float64, generator=g)
+    y = torch.randn(200, 32, dtype=torch.float64, generator=g)
+    torch.testing.assert_close((op(x) * y).sum(1), (x * op.T(y)).sum(1))  # adjoint
+    for i in (0, 7, 199):  # row i is the single-mask operator of image i
+        single = op.image(i)
+        torch.testing.assert_close(op(x)[i], single(x[i : i + 1])[0])
+        torch.testing.assert_close(op.pseudo_inverse(y)[i], single.pseudo_inverse(y[i : i + 1])[0])
+    torch.testing.assert_close(op[5:9](x[5:9]), op(x)[5:9])
+    with pytest.raises(ValueError, match="batch"):
+        op(x[:10])
+    with pytest.raises(TypeError, match="per image"):
+        op.matrix()
+    with pytest.raises(ValueError, match="indices"):
+        BatchInpainting(torch.tensor([[0, 64]]), 8)

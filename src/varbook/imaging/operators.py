@@ -86,6 +86,70 @@ class Inpainting(LinearOperator):
         return self.adjoint(y)
 
 
+class BatchInpainting(LinearOperator):
+    r"""Inpainting with a mask of its own for every image of a batch: image ``i`` keeps the pixels ``index[i]``.
+
+    Every mask keeps the same number ``m`` of pixels, so the measurements are ``(batch, m)`` as for
+    :class:`Inpainting`; :math:`A` gathers the kept pixels of each image, :math:`A^\top = A^\dagger` zero-fills.
+    The operator acts only on batches of its own size (``op[i:j]`` is the operator of images ``i`` to ``j``).
+    """
+
+    def __init__(self, index: torch.Tensor, side: int):
+        index = torch.as_tensor(index, dtype=torch.long)
+        if index.dim() != 2 or index.shape[1] == 0:
+            raise ValueError(f"index must be (batch, m) with m >= 1, got {tuple(index.shape)}")
+        if int(index.min()) < 0 or int(index.max()) >= side * side:
+            raise ValueError(f"pixel indices must lie in [0, {side * side})")
+        self.index, self.side, self.n_out = index, side, index.shape[1]
+
+    @classmethod
+    def random(
+        cls, batch: int, side: int, keep: float = 0.5, generator: torch.Generator | None = None
+    ) -> BatchInpainting:
+        """A fresh mask per image, each keeping ``round(keep * side**2)`` pixels chosen uniformly without replacement."""
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must lie in (0, 1], got {keep}")
+        n = side * side
+        m = max(1, round(keep * n))
+        order = rand(batch, n, generator=generator).argsort(dim=1)  # a uniform random permutation per image
+        return cls(order[:, :m].sort(dim=1).values, side)
+
+    @property
+    def masks(self) -> torch.Tensor:
+        """The ``(batch, side * side)`` boolean masks."""
+        out = torch.zeros(len(self.index), self.n_in, dtype=torch.bool)
+        return out.scatter_(1, self.index, True)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows: slice) -> BatchInpainting:
+        return BatchInpainting(self.index[rows], self.side)
+
+    def image(self, i: int) -> Inpainting:
+        """The single-mask operator of image ``i``."""
+        return Inpainting(self.masks[i])
+
+    def matrix(self, dtype=torch.float64) -> torch.Tensor:
+        raise TypeError("BatchInpainting has one matrix per image: use op.image(i).matrix()")
+
+    def _check_batch(self, z: torch.Tensor) -> None:
+        if z.shape[0] != len(self.index):
+            raise ValueError(f"BatchInpainting of {len(self.index)} masks applied to a batch of {z.shape[0]}")
+
+    def forward(self, x):
+        self._check_batch(x)
+        return x.gather(1, self.index.to(x.device))
+
+    def adjoint(self, y):
+        self._check_batch(y)
+        out = torch.zeros(y.shape[0], self.n_in, dtype=y.dtype, device=y.device)
+        return out.scatter_(1, self.index.to(y.device), y)
+
+    def pinv(self, y):
+        return self.adjoint(y)
+
+
 class SuperResolution(LinearOperator):
     """Average pooling by ``factor``: :math:`A` averages blocks, :math:`A^\\top` spreads each value over its block
     divided by :math:`f^2`, and :math:`A^\\dagger` copies each value over its block (nearest-neighbour upsampling)."""
