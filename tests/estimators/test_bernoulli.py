@@ -243,3 +243,38 @@ def test_st_depth_cosines_exact_expectation():
     stack = BinaryStack(4, 2, QuadraticToy(4, m=4, generator=g), generator=g)
     cos = float(torch.nn.functional.cosine_similarity(stack.expected_estimate("st_id"), stack.exact_gradient(), dim=0))
     assert st_depth_cosines([2], 1, 0, ("st_id",), n_samples=None)["st_id"] == [pytest.approx(cos, abs=1e-6)]
+
+
+def test_depth_cosines_per_stack_and_their_mean():
+    from varbook.estimators import depth_cosines
+
+    cos = depth_cosines([1, 2, 3], n_stacks=6, seed=1, estimators=("st_id", "reinforce"))
+    assert set(cos) == {"st_id", "reinforce"} and cos["st_id"].shape == (3, 6)
+    assert torch.allclose(cos["reinforce"], torch.ones(3, 6, dtype=torch.float64), atol=1e-12)  # unbiased
+    means = st_depth_cosines([1, 2, 3], 6, 1, ("st_id",), n_samples=None)["st_id"]
+    assert means == pytest.approx(cos["st_id"].mean(1).tolist(), abs=1e-12)
+    # stack 0 at depth 2 by hand: the generator seeded with 1000 * seed + depth
+    g = torch.Generator().manual_seed(1002)
+    stack = BinaryStack(4, 2, QuadraticToy(4, m=4, generator=g), generator=g)
+    by_hand = torch.nn.functional.cosine_similarity(stack.expected_estimate("st_id"), stack.exact_gradient(), dim=0)
+    assert float(cos["st_id"][1, 0]) == pytest.approx(float(by_hand), abs=1e-12)
+
+
+def test_st_sigmoid_replaces_the_finite_difference_by_the_derivative_at_p():
+    """Eq. st-finite-difference on the quadratic toy: the exact gradient is sigma'(a) times dL/dh at h = p with
+    coordinate i at 1/2; the mean of ST-sigma' is sigma'(a) times dL/dh at h = p."""
+    g = torch.Generator().manual_seed(4)
+    toy = QuadraticToy(6, m=5, offset=1.0, generator=g)
+    a = torch.randn(6, generator=g, dtype=D)
+    p, slope = torch.sigmoid(a), torch.sigmoid(a) * torch.sigmoid(-a)
+
+    def dL(h):
+        h = h.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(toy(h), h)
+        return grad
+
+    mid = torch.stack([dL(torch.where(torch.arange(6) == i, 0.5, p))[i] for i in range(6)])
+    assert torch.allclose(exact_gradient(a, toy), slope * mid, atol=1e-12)
+    samples = gradient_samples("st_sigmoid", a, toy, 100_000, g)
+    z = (samples.mean(0) - slope * dL(p)) / (samples.std(0) / 100_000**0.5)
+    assert z.abs().max() < bonferroni_z(6, alpha=0.001)

@@ -43,3 +43,43 @@ def test_mean_difference_z_separates_equal_and_shifted_means():
     a = GradientStats(2, torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.3]), 0.0, 0.0, 1.0, 1.0)
     b = GradientStats(2, torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.4]), 0.0, 0.0, 1.0, 1.0)
     assert mean_difference_z(a, b) == pytest.approx(2.0)
+
+
+def test_linear_trend_is_least_squares_with_its_standard_error():
+    from varbook.estimators import linear_trend
+
+    g = torch.Generator().manual_seed(0)
+    x = [1.0, 2.0, 3.0, 4.0]
+    y = torch.tensor(x, dtype=torch.float64)[:, None] * -0.5 + torch.randn(4, 50, generator=g, dtype=torch.float64)
+    t = linear_trend(x, y)
+    # the same slope as ordinary least squares on all 200 points
+    xs = torch.tensor(x, dtype=torch.float64).repeat_interleave(50)
+    design = torch.stack([torch.ones_like(xs), xs], 1)
+    coef = torch.linalg.lstsq(design, y.flatten()[:, None]).solution.flatten()
+    assert t.slope == pytest.approx(float(coef[1]), abs=1e-12)
+    # se from the group variances: sum_k w_k^2 s_k^2 / n with w = (x - 2.5) / 5
+    w = (torch.tensor(x, dtype=torch.float64) - 2.5) / 5
+    assert t.se == pytest.approx(float((w**2 * y.var(1) / 50).sum().sqrt()), rel=1e-12)
+    assert t.z == pytest.approx(t.slope / t.se)
+
+
+def test_linear_trend_z_is_calibrated_without_a_trend():
+    """Under no trend, z is about N(0, 1): |z| > 2.58 in about 1 % of 2000 draws (binomial s.e. 0.22 %)."""
+    from varbook.estimators import linear_trend
+
+    g = torch.Generator().manual_seed(1)
+    zs = torch.tensor([linear_trend([1, 2, 3, 4], torch.rand(4, 200, generator=g)).z for _ in range(2000)])
+    assert abs(float(zs.mean())) < 4 * (1 / 2000) ** 0.5
+    assert float((zs.abs() > 2.576).double().mean()) < 0.01 + 4 * 0.0022
+
+
+def test_linear_trend_floors_the_standard_error_of_an_exact_statistic():
+    from varbook.estimators import linear_trend
+
+    flat = torch.ones(3, 5, dtype=torch.float64) + 1e-16 * torch.tensor([0.0, 1.0, 2.0])[:, None]
+    t = linear_trend([1, 2, 3], flat)
+    assert t.se == 0 and abs(t.z) < 1e-6  # rounding is not a trend
+    with pytest.raises(ValueError):
+        linear_trend([1, 1], torch.ones(2, 3))
+    with pytest.raises(ValueError):
+        linear_trend([1, 2, 3], torch.ones(2, 3))

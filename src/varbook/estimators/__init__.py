@@ -17,6 +17,7 @@ from .bernoulli import (
     BinaryStochastic,
     QuadraticToy,
     concrete_samples,
+    depth_cosines,
     exact_gradient,
     exact_sts_gradient,
     gradient_samples,
@@ -24,7 +25,7 @@ from .bernoulli import (
     sample_estimators,
     st_depth_cosines,
 )
-from .variance import GradientStats, bonferroni_z, gradient_stats, mean_difference_z
+from .variance import GradientStats, Trend, bonferroni_z, gradient_stats, linear_trend, mean_difference_z
 
 __all__ = [
     "baselines",
@@ -44,6 +45,7 @@ __all__ = [
     "BinaryStochastic",
     "QuadraticToy",
     "concrete_samples",
+    "depth_cosines",
     "exact_gradient",
     "exact_sts_gradient",
     "gradient_samples",
@@ -54,4 +56,6 @@ __all__ = [
     "bonferroni_z",
     "gradient_stats",
     "mean_difference_z",
+    "Trend",
+    "linear_trend",
 ]

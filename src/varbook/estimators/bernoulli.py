@@ -448,19 +448,11 @@ def st_depth_cosines(
     (:meth:`BinaryStack.expected_estimate`: the cosine then measures bias only, and ``"reinforce"``
     is allowed as the unbiased reference). Returns, per estimator, the mean cosine at each depth.
     """
+    if n_samples is None:  # no sampling: the mean of the per-stack cosines of expected estimates
+        per_stack = depth_cosines(depths, n_stacks, seed, estimators, width)
+        return {name: [float(c) for c in cos.mean(1)] for name, cos in per_stack.items()}
     out: dict[str, list[float]] = {name: [] for name in estimators}
     for depth in depths:
-        if n_samples is None:  # no sampling: draw the stacks once and take every estimator's expectation
-            g = torch.Generator().manual_seed(1000 * seed + depth)
-            cos: dict[str, list[float]] = {name: [] for name in estimators}
-            for _ in range(n_stacks):
-                stack = BinaryStack(width, depth, QuadraticToy(width, m=width, generator=g), generator=g)
-                exact = stack.exact_gradient()
-                for name in estimators:
-                    cos[name].append(float(F.cosine_similarity(stack.expected_estimate(name), exact, dim=0)))
-            for name in estimators:
-                out[name].append(float(torch.tensor(cos[name]).mean()))
-            continue
         for name in estimators:
             g = torch.Generator().manual_seed(1000 * seed + depth)
             mc = []
@@ -469,3 +461,35 @@ def st_depth_cosines(
                 mc.append(gradient_stats(stack.gradient_samples(n_samples, name, g), stack.exact_gradient()).cosine)
             out[name].append(float(torch.tensor(mc).mean()))
     return out
+
+
+def depth_cosines(
+    depths: list[int],
+    n_stacks: int,
+    seed: int = 0,
+    estimators: tuple[str, ...] = ("st_sigmoid", "st_id"),
+    width: int = 4,
+) -> dict[str, torch.Tensor]:
+    r"""Per-stack cosines between each estimator's expected estimate and the exact gradient, per depth.
+
+    For each depth :math:`D`, ``n_stacks`` random :class:`BinaryStack` s of ``width`` units per
+    layer (loss :class:`QuadraticToy` with ``width`` outputs) are drawn from a generator seeded
+    with :math:`1000\,\text{seed}+D`; every estimator sees the same stacks. Each stack gives
+    :math:`\cos(\mathbb E[\hat g],\nabla_\theta\mathbb E[L])` with the expectation taken exactly
+    (:meth:`BinaryStack.expected_estimate`), so the cosine measures bias only; ``"reinforce"`` is
+    the unbiased reference, whose cosine is 1 up to rounding. Returns, per estimator, a
+    ``(len(depths), n_stacks)`` tensor: independent draws per depth, ready for
+    :func:`~varbook.estimators.variance.linear_trend`.
+    """
+    out: dict[str, list[list[float]]] = {name: [] for name in estimators}
+    for depth in depths:
+        g = torch.Generator().manual_seed(1000 * seed + depth)
+        cos: dict[str, list[float]] = {name: [] for name in estimators}
+        for _ in range(n_stacks):
+            stack = BinaryStack(width, depth, QuadraticToy(width, m=width, generator=g), generator=g)
+            exact = stack.exact_gradient()
+            for name in estimators:
+                cos[name].append(float(F.cosine_similarity(stack.expected_estimate(name), exact, dim=0)))
+        for name in estimators:
+            out[name].append(cos[name])
+    return {name: torch.tensor(rows, dtype=torch.float64) for name, rows in out.items()}

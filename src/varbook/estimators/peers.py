@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from .bernoulli import gradient_samples
+from .bernoulli import bernoulli_log_prob, gradient_samples
 from .variance import GradientStats, gradient_stats, mean_difference_z
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
@@ -101,6 +101,25 @@ def entropy_gradient(a: torch.Tensor) -> torch.Tensor:
     r""":math:`\partial H(\mathrm{Bern}(\sigma(a)))/\partial a=-a\,p(1-p)` per unit, :math:`p=\sigma(a)`."""
     p = torch.sigmoid(a)
     return -a * p * (1 - p)
+
+
+def elbo_learning_signal(a: torch.Tensor, loss_fn: Loss) -> Loss:
+    r"""The learning signal :math:`h\mapsto L(h)+\log q(h)-\log p(h)` that weights Pyro's score term.
+
+    ``TraceGraph_ELBO`` (no baseline) estimates :math:`-\nabla_a\mathrm{ELBO}` by
+    :math:`(h-p)\,(L(h)+\log q(h)-\log p(h))` with :math:`q=\mathrm{Bern}(\sigma(a))` and the uniform
+    prior :math:`p(h)=2^{-n}`: the entropy term is estimated by Monte Carlo with the loss. Pass
+    the returned callable to :func:`~varbook.estimators.bernoulli.reinforce_moments` (baseline 0)
+    for the exact mean and variance of Pyro's estimate; ours adds the entropy gradient exactly and
+    weights the score by :math:`L(h)` alone.
+    """
+    a = a.detach()
+    log_prior = -a.shape[-1] * torch.log(torch.tensor(2.0, dtype=a.dtype))
+
+    def signal(h: torch.Tensor) -> torch.Tensor:
+        return loss_fn(h) + bernoulli_log_prob(h, a).sum(-1) - log_prior
+
+    return signal
 
 
 def pyro_gradients(a: torch.Tensor, loss_fn: Loss, n_samples: int) -> torch.Tensor:

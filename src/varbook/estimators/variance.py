@@ -91,3 +91,45 @@ def bonferroni_z(n_coordinates: int, alpha: float = 0.01) -> float:
     if n_coordinates < 1 or not 0 < alpha < 1:
         raise ValueError("need n_coordinates >= 1 and 0 < alpha < 1")
     return NormalDist().inv_cdf(1 - alpha / (2 * n_coordinates))
+
+
+@dataclass
+class Trend:
+    """A least-squares slope of a statistic against a covariate, with its standard error."""
+
+    slope: float
+    se: float
+    resolution: float
+
+    @property
+    def z(self) -> float:
+        """``slope / max(se, resolution)``: the slope in standard errors (about :math:`\\mathcal N(0,1)` without a trend)."""
+        return self.slope / max(self.se, self.resolution)
+
+
+def linear_trend(x: list[float], y: torch.Tensor, resolution: float = 1e-9) -> Trend:
+    r"""The least-squares slope of ``y`` on ``x`` and its standard error, from independent groups.
+
+    ``y`` is ``(k, n)``: ``n`` independent draws of the statistic at each of the ``k`` values
+    ``x``. With group means :math:`\bar y_k` and weights :math:`w_k=(x_k-\bar x)/\sum_j(x_j-\bar x)^2`,
+    the slope is :math:`\hat\beta=\sum_k w_k\bar y_k` (ordinary least squares on every draw) and
+    its standard error :math:`\sqrt{\sum_k w_k^2 s_k^2/n}`, with :math:`s_k^2` the sample variance
+    of group :math:`k` (no assumption that the groups have the same spread).
+    ``resolution`` floors the standard error in :attr:`Trend.z`: a statistic computed exactly,
+    constant up to rounding, has no trend rather than a trend of many rounding-sized errors.
+
+    >>> t = linear_trend([1.0, 2.0, 3.0], torch.tensor([[1.0, 1.2], [0.9, 1.1], [0.8, 1.0]]))
+    >>> round(t.slope, 6), round(t.se, 6)
+    (-0.1, 0.070711)
+    """
+    if y.dim() != 2 or y.shape[0] != len(x) or y.shape[0] < 2 or y.shape[1] < 2:
+        raise ValueError(f"need y of shape (k, n) with k = len(x) >= 2 and n >= 2, got {tuple(y.shape)}")
+    y = y.to(torch.float64)
+    xs = torch.as_tensor(x, dtype=torch.float64)
+    dx = xs - xs.mean()
+    if float((dx**2).sum()) == 0:
+        raise ValueError("x must take at least two different values")
+    w = dx / (dx**2).sum()
+    slope = float((w * y.mean(1)).sum())
+    se = float(((w**2) * y.var(1, unbiased=True) / y.shape[1]).sum().sqrt())
+    return Trend(slope, se, resolution)

@@ -161,11 +161,13 @@ def gated_loss(
     sparsity_cost: float,
     baseline: Baseline | float | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    add_surrogate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training objective of one minibatch: returns (loss to differentiate, mean cross-entropy).
 
     For REINFORCE gates the loss includes the score-function surrogate weighted by each
-    example's cross-entropy minus ``baseline``.
+    example's cross-entropy minus ``baseline``. ``add_surrogate=False`` leaves it out, the
+    mistake a negative control makes: the gates then learn from the sparsity penalty only.
     """
     logits, a = model(x, generator)
     ce = F.cross_entropy(logits, y, reduction="none")
@@ -174,7 +176,7 @@ def gated_loss(
         # eq. st-sparsity, on the batch mean of P(gate j is non-zero)
         rate = model.gate.fire_probability(a).mean(0)
         loss = loss + sparsity_cost * ((rate - target_rate) ** 2).sum()
-        if model.estimator == "reinforce":
+        if model.estimator == "reinforce" and add_surrogate:
             loss = loss + model.gate.reinforce_surrogate(ce, baseline)
     return loss, ce.mean().detach()
 
@@ -192,12 +194,14 @@ def train_gated(
     baseline: Baseline | float | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     desc: str | None = None,
+    add_surrogate: bool = True,
 ) -> History:
     """Minibatch SGD on :func:`gated_loss`; returns per-epoch training cross-entropy and test accuracy/gate rate.
 
     ``generator`` orders the minibatches; the gates draw their noise from torch's global
     generator. ``desc`` labels a progress bar over epochs (``None``: silent). The history has
-    ``train_ce``, ``test_accuracy`` and ``test_gate_rate``, one value per epoch. Stops with
+    ``train_ce``, ``test_accuracy`` and ``test_gate_rate``, one value per epoch.
+    ``add_surrogate`` goes to :func:`gated_loss`. Stops with
     :class:`~varbook.runtime.NonFiniteLossError` if the loss becomes NaN or infinite.
     """
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -217,6 +221,7 @@ def train_gated(
                 sparsity_cost=sparsity_cost,
                 baseline=baseline,
                 generator=None,
+                add_surrogate=add_surrogate,
             )
             descend(opt, loss, step)
             total += float(ce) * len(idx)
@@ -241,6 +246,7 @@ def fit_gated(
     noise_std: float = 1.0,
     sparsity_cost: float = 0.1,
     desc: str | None = None,
+    add_surrogate: bool = True,
 ) -> tuple[GatedMLP, History]:
     """Build and train one gated network with the settings of the chapter, from ``seed``.
 
@@ -249,6 +255,7 @@ def fit_gated(
     value is the sign mistake the chapter's negative control makes); momentum 0.5 for STS and 0
     otherwise; REINFORCE gates use a :class:`~varbook.estimators.PerUnitOptimalBaseline`
     (moving averages with momentum 0.9). ``estimator=None`` trains the dense network.
+    ``add_surrogate=False`` trains REINFORCE gates without their learning signal (a control).
     """
     seed_all(seed)
     g = torch.Generator().manual_seed(seed)
@@ -267,6 +274,7 @@ def fit_gated(
         baseline=PerUnitOptimalBaseline(0.9) if estimator == "reinforce" else None,
         generator=g,
         desc=desc,
+        add_surrogate=add_surrogate,
     )
     return model, history
 
