@@ -166,7 +166,19 @@ def _check(H, kind):
     return H
 
 
-def _system(H: torch.Tensor, gammas: torch.Tensor, T: float, kind: str):
+def normal_equations(H, gammas: torch.Tensor, T: float = 1.0, kind: str = "I") -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The matrix :math:`A` and vector :math:`b` of the normal equations :math:`A\omega = b` :cite:`daems2024variational`:
+    :math:`A_{ij} = \int_0^T\operatorname{Cov}(Z_i(t), Z_j(t))\,dt` and :math:`b_k = \int_0^T\operatorname{Cov}(B_H(t), Z_k(t))\,dt`
+    with :math:`Z_k = Y_k - Y_k(0)` (type I) or :math:`Y_k` (type II). With :math:`a = H + \frac12`, :math:`P`, :math:`Q` the
+    regularised lower and upper incomplete gamma functions,
+
+    .. math::
+        b_k^{I} = 2T\gamma_k^{-a} - \frac{T^a}{\gamma_k\Gamma(a+1)} + \big[e^{-\gamma_kT} - Q(a, \gamma_kT)e^{\gamma_kT}\big]
+        \gamma_k^{-(a+1)},\qquad
+        b_k^{II} = T\gamma_k^{-a}P(a, \gamma_kT) - a\gamma_k^{-(a+1)}P(a+1, \gamma_kT).
+
+    float64, differentiable in ``H``."""
+    H = _check(H, kind)
     g = gammas.double()
     gi, gj = g[:, None], g[None, :]
     a = H + 0.5
@@ -198,56 +210,114 @@ def optimal_omega(H, gammas: torch.Tensor, T: float = 1.0, kind: str = "I", ridg
     H = _check(H, kind)
     if T <= 0:
         raise ValueError(f"the horizon T must be positive, got {T}")
-    A, b = _system(H, gammas, T, kind)
+    A, b = normal_equations(H, gammas, T, kind)
     if ridge:
         A = A + ridge * torch.eye(len(b), dtype=A.dtype)
     return torch.linalg.solve(A, b)
 
 
+def mixed_omega(H, gammas: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    r"""The type-I matrix :math:`A` solved with the **type-II** vector :math:`b`: a formula mix-up of the two types (the
+    negative control of the pointwise variance check; a third-party port mixes the two types' formulas)."""
+    A, _ = normal_equations(H, gammas, T, "I")
+    _, b = normal_equations(H, gammas, T, "II")
+    return torch.linalg.solve(A, b)
+
+
 def approximation_error(omega: torch.Tensor, H, gammas: torch.Tensor, T: float = 1.0, kind: str = "I") -> torch.Tensor:
-    r"""Relative mean-square error :math:`\mathbb E\int_0^T(B_H-\hat B_H)^2dt \big/ \int_0^T\operatorname{Var}B_H\,dt` in closed form."""
+    r"""Relative mean-square error :math:`\mathbb E\int_0^T(B_H-\hat B_H)^2dt \big/ \int_0^T\operatorname{Var}B_H\,dt` in closed form,
+    :math:`(\omega^\top A\omega - 2b^\top\omega + \int_0^T\operatorname{Var}B_H)/\int_0^T\operatorname{Var}B_H`.
+
+    A mean-square error cannot be negative: a value below :math:`-10^{-9}` (far beyond the round-off of the three
+    terms) means that :math:`A`, :math:`b` or the target energy is wrong, and raises ``ValueError`` instead of being
+    clipped to 0, which would hide it."""
     H = _check(H, kind)
-    A, b = _system(H, gammas, T, kind)
+    A, b = normal_equations(H, gammas, T, kind)
     energy = target_energy(H, T, kind)
-    mse = omega @ A @ omega - 2 * b @ omega + energy
-    return mse.clamp(min=0) / energy
+    w = omega.double()
+    quad, lin = w @ A @ w, 2 * b @ w
+    mse = quad - lin + energy
+    scale = float((quad.abs() + lin.abs() + energy).detach())
+    if float(mse.detach()) < -1e-9 * scale:
+        raise ValueError(
+            f"negative mean-square error {float(mse.detach()):.3e}: the normal equations or the target are wrong"
+        )
+    return mse / energy
 
 
 def riemann_omega(H, gammas: torch.Tensor) -> torch.Tensor:
-    r"""The quadrature weights of the Harms–Stefanovits representation, for :math:`H < \tfrac12` and type I.
+    r"""The quadrature weights of the Harms–Stefanovits representation :cite:`harms2019affine` (type I, any
+    :math:`H \ne \tfrac12`): the non-optimal rule the optimal weights are compared with :cite:`daems2024variational`.
 
-    :math:`B_H(t) = \int_0^\infty(Y_\gamma(t)-Y_\gamma(0))\,\mu(d\gamma)` with
-    :math:`\mu(d\gamma) = \gamma^{-(H+\frac12)}d\gamma/(\Gamma(H+\frac12)\Gamma(\frac12-H))`; on the geometric grid a
-    Riemann sum in :math:`\log\gamma` gives :math:`\omega_k = \mu`-density :math:`\times\,\gamma_k\Delta\log\gamma`.
-    (For :math:`H > \frac12` the representation needs an integration by parts; it is not implemented.)
+    With :math:`a = H + \frac12`, :math:`(t-s)^{H-\frac12} = \frac{1}{\Gamma(1-a)}\int_0^\infty\gamma^{-a}e^{-\gamma(t-s)}d\gamma`
+    for :math:`H < \frac12`, so :math:`B_H = \int(Y_\gamma(t) - Y_\gamma(0))\,\mu(d\gamma)`,
+    :math:`\mu(d\gamma) = \gamma^{-a}d\gamma/(\Gamma(a)\Gamma(1-a))`. Interpolating :math:`\gamma\mapsto Y_\gamma` linearly
+    between the grid's rates (hat functions :math:`\phi_k`) gives :math:`\omega_k = \int\phi_k\,d\mu`. For
+    :math:`H > \frac12` that integral diverges at 0; an integration by parts (:math:`\gamma^{-a} = \partial_\gamma
+    \gamma^{1-a}/(1-a)`, boundary terms dropped) gives :math:`\omega_k = -\frac{1}{\Gamma(a)\Gamma(2-a)}
+    \int\gamma^{1-a}\phi_k'(\gamma)\,d\gamma`. Both integrals are exact on each interval of the grid.
     """
     H = _check(H, "I")
-    if not (H < 0.5).all():
-        raise ValueError("the Riemann rule is implemented for H < 1/2 only")
     g = gammas.double()
     if len(g) < 2:
-        raise ValueError("the Riemann rule needs at least two rates")
-    step = math.log(float(g[1] / g[0]))
-    c = 1 / (torch.exp(torch.lgamma(H + 0.5)) * torch.exp(torch.lgamma(0.5 - H)))
-    return c * g ** (0.5 - H) * step
+        raise ValueError("the quadrature rule needs at least two rates")
+    if bool((H == 0.5).any()):
+        raise ValueError("the quadrature rule needs H != 1/2")
+    a = H + 0.5
+    lo, hi = g[:-1], g[1:]
+    width = hi - lo
+    moment2 = (hi ** (2 - a) - lo ** (2 - a)) / (2 - a)  # int gamma^{1-a} over each interval
+    w = torch.zeros(len(g), dtype=torch.float64)
+    if H < 0.5:
+        moment1 = (hi ** (1 - a) - lo ** (1 - a)) / (1 - a)  # int gamma^{-a}
+        rise, fall = (moment2 - lo * moment1) / width, (hi * moment1 - moment2) / width  # int gamma^{-a} phi
+        w = w.index_add(0, torch.arange(1, len(g)), rise).index_add(0, torch.arange(len(g) - 1), fall)
+        return w / (torch.exp(torch.lgamma(a)) * torch.exp(torch.lgamma(1 - a)))
+    slope = moment2 / width  # phi_k' = +1/width on its left interval, -1/width on its right one
+    w = w.index_add(0, torch.arange(1, len(g)), -slope).index_add(0, torch.arange(len(g) - 1), slope)
+    return w / (torch.exp(torch.lgamma(a)) * torch.exp(torch.lgamma(2 - a)))
+
+
+def variance_error(omega: torch.Tensor, H, gammas: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    r"""Pointwise relative error of the type-I variance, :math:`\operatorname{Var}\hat B_H(t)/(V_Ht^{2H}) - 1` at times
+    ``ts > 0``, from the closed-form covariance of the approximation (:func:`mafbm_covariance`). Unlike the integrated
+    gap (which equals :math:`-\varepsilon` at the solution of :math:`A\omega = b` whatever :math:`b` is), it does not go
+    through :math:`b`, so it sees a wrong :math:`b`."""
+    H = _check(H, "I")
+    t = torch.as_tensor(ts, dtype=torch.float64)
+    if (t <= 0).any():
+        raise ValueError("variance_error needs times > 0")
+    return torch.diagonal(mafbm_covariance(omega, gammas, t, "I")) / (v_h(H) * t ** (2 * H)) - 1
 
 
 def fbm_covariance(ts: torch.Tensor, H, kind: str = "I") -> torch.Tensor:
     r"""Exact covariance of :math:`B_H` at times ``ts``: :math:`\frac{V_H}2(t^{2H}+s^{2H}-|t-s|^{2H})` for type I;
-    for type II by quadrature of :math:`\frac{1}{\Gamma(H+\frac12)^2}\int_0^{\min(t,s)}(t-u)^{H-\frac12}(s-u)^{H-\frac12}du`."""
+    for type II by quadrature of :math:`\frac{1}{\Gamma(H+\frac12)^2}\int_0^{m}x^{H-\frac12}(x+d)^{H-\frac12}dx`
+    (:math:`x = m - u`, :math:`m = \min(s, t)`, :math:`d = |t - s|`), whose diagonal is
+    :math:`t^{2H}/(2H\,\Gamma(H+\frac12)^2)`.
+
+    The distance :math:`x` to the end point is computed directly, never as the difference :math:`m - u` (which
+    rounds to 0 at the smallest quadrature nodes and gave :math:`+\infty` for :math:`H \lesssim 0.21`). For
+    :math:`H < \frac12`, :math:`x = m v^{1/(2H)}` makes :math:`x^{2H-1}dx` flat and leaves the bounded factor
+    :math:`(1 + d/x)^{H-\frac12}`; for :math:`H \ge \frac12`, :math:`x = m v^{1/(H+\frac12)}` makes
+    :math:`x^{H-\frac12}dx` flat and leaves the bounded factor :math:`(x + d)^{H-\frac12}`."""
     H = _check(H, kind)
     t = torch.as_tensor(ts, dtype=torch.float64)
     ti, tj = t[:, None], t[None, :]
     if kind == "I":
         return v_h(H) / 2 * (ti ** (2 * H) + tj ** (2 * H) - (ti - tj).abs() ** (2 * H))
-    w = torch.as_tensor(_NODES, dtype=torch.float64)
+    v = torch.as_tensor(_NODES, dtype=torch.float64)
     q = torch.as_tensor(_WEIGHTS, dtype=torch.float64)
     m = torch.minimum(ti, tj)[..., None]
-    # u = m (1 - v^{1/(H+1/2)}) puts the endpoint singularity of (m - u)^{H - 1/2} into a smooth Jacobian
-    p = 1 / (H + 0.5)
-    u = m * (1 - w**p)
-    du = m * p * w ** (p - 1)
-    f = (ti[..., None] - u).clamp(min=0) ** (H - 0.5) * (tj[..., None] - u).clamp(min=0) ** (H - 0.5) * du
+    d = (ti - tj).abs()[..., None]
+    alpha = H - 0.5
+    if H < 0.5:
+        x = m * v ** (1 / (2 * H))
+        ratio = torch.where(d == 0, torch.ones_like(x), (1 + d / x) ** alpha)  # x = 0, d > 0: inf^alpha = 0
+        f = m ** (2 * H) / (2 * H) * ratio
+    else:
+        p = 1 / (H + 0.5)
+        f = m ** (H + 0.5) * p * (m * v**p + d) ** alpha
     return (f * q).sum(-1) / torch.exp(2 * torch.lgamma(H + 0.5))
 
 
@@ -418,7 +488,7 @@ def error_sweep(
     Ts: Iterable[float], Ks: Iterable[int], Hs: Iterable[float], gamma_max: float = 20.0, controls: bool = False
 ) -> list[dict[str, float]]:
     r"""Relative mean-square error :func:`approximation_error` of the optimal weights (types I and II) and of the
-    Riemann rule :func:`riemann_omega` (type I, :math:`H < \frac12` only, else NaN) for every horizon ``T``, number
+    quadrature rule :func:`riemann_omega` (type I) for every horizon ``T``, number
     of OU processes ``K`` (on :func:`gamma_grid`) and Hurst index ``H``: one row per ``(T, K, H)``.
 
     With ``controls``, three wrong weight vectors too (the chapter's negative controls): ``"type I, type-II
@@ -434,9 +504,7 @@ def error_sweep(
                     row[f"type {kind}, optimal"] = float(
                         approximation_error(optimal_omega(H, g, T, kind), H, g, T, kind)
                     )
-                row["type I, Riemann"] = (
-                    float(approximation_error(riemann_omega(H, g), H, g, T, "I")) if H < 0.5 else math.nan
-                )
+                row["type I, Riemann"] = float(approximation_error(riemann_omega(H, g), H, g, T, "I"))
                 if controls:
                     row["type I, type-II weights"] = float(
                         approximation_error(optimal_omega(H, g, T, "II"), H, g, T, "I")
@@ -505,13 +573,17 @@ def variance_gap(approx_cov: torch.Tensor, exact_cov: torch.Tensor, ts: torch.Te
     return float(torch.trapezoid(torch.diagonal(approx_cov) - exact, ts) / torch.trapezoid(exact, ts))
 
 
-def error_gradient(H: float, gammas: torch.Tensor, T: float = 1.0, kind: str = "I", step: float = 1e-6) -> dict:
-    r""":math:`\partial_H` of the relative error of the optimal weights, :math:`H\mapsto\varepsilon(\omega^*(H), H)`,
-    by autograd (through :func:`gammainc` and :func:`gammaincc_scaled`) and by a central finite difference of width
-    ``2 step``; returns one row: ``H``, ``type``, ``T``, both derivatives and their relative difference."""
+def weight_gradient(H: float, gammas: torch.Tensor, T: float = 1.0, kind: str = "I", step: float = 1e-6) -> dict:
+    r""":math:`\partial_H\bar\omega` for :math:`\bar\omega(H) = \sum_k\omega^*_k(H)`, the sum of the optimal weights (the
+    diffusion coefficient of the prior SDE) :cite:`daems2024variational`, by autograd through the solve of
+    :math:`A\omega = b` and through :func:`gammainc` and :func:`gammaincc_scaled`, and by a central finite difference of
+    width ``2 step``; returns one row: ``H``, ``type``, ``T``, both derivatives and their relative difference.
+
+    (The derivative of the error at the optimum would not do: by the envelope theorem it does not depend on
+    :math:`\partial_H\omega^*`.)"""
 
     def objective(h):
-        return approximation_error(optimal_omega(h, gammas, T, kind), h, gammas, T, kind)
+        return optimal_omega(h, gammas, T, kind).sum()
 
     Hv = torch.tensor(H, dtype=torch.float64, requires_grad=True)
     (auto,) = torch.autograd.grad(objective(Hv), Hv)
@@ -636,9 +708,26 @@ def fbm_bridge_std(H, ts: torch.Tensor, T: float, noise_std: float) -> torch.Ten
     conditioning: :math:`\sqrt{k(t, t) - k(t, T)^2/(k(T, T) + \sigma_{obs}^2)}` with :math:`k` from
     :func:`unit_fbm_covariance` (the exact bridge the learned one should match)."""
     t = torch.as_tensor(ts, dtype=torch.float64)
-    k = unit_fbm_covariance(torch.cat([t, torch.tensor([T], dtype=torch.float64)]), H)
+    return _conditioned_std(unit_fbm_covariance(torch.cat([t, torch.tensor([T], dtype=torch.float64)]), H), noise_std)
+
+
+def _conditioned_std(k: torch.Tensor, noise_std: float) -> torch.Tensor:
+    r"""Standard deviations at the first ``len(k) - 1`` times of a centred Gaussian process with covariance ``k`` given
+    a noisy observation of it at the last time: :math:`\sqrt{k(t,t) - k(t,T)^2/(k(T,T)+\sigma_{obs}^2)}`."""
     kt, kT = k[:-1, -1], k[-1, -1] + noise_std**2
     return (torch.diagonal(k[:-1, :-1]) - kt**2 / kT).clamp(min=0).sqrt()
+
+
+def mafbm_bridge_std(
+    omega: torch.Tensor, gammas: torch.Tensor, ts: torch.Tensor, T: float, noise_std: float
+) -> torch.Tensor:
+    r"""Standard deviation at times ``ts`` of the type-I MA-fBM :math:`\sum_k\omega_k(Y_k(t) - Y_k(0))` given a noisy
+    observation :math:`X_T = 0`: the exact posterior of the Markov-approximate prior the bridge is trained on (Gaussian
+    conditioning of :func:`mafbm_covariance`), which the learned bridge can match up to its control's capacity and
+    the time step, whereas :func:`fbm_bridge_std` also contains the approximation's error."""
+    t = torch.as_tensor(ts, dtype=torch.float64)
+    k = mafbm_covariance(omega, gammas, torch.cat([t, torch.tensor([T], dtype=torch.float64)]), "I")
+    return _conditioned_std(k, noise_std)
 
 
 def noisy_fbm(ts: torch.Tensor, H, n: int, noise_std: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -719,29 +808,61 @@ def fit_hurst_elbo(
     lr: float = 0.02,
     generator: torch.Generator | None = None,
     desc: str | None = None,
+    theta0: float | None = None,
 ) -> History:
     r"""Learn the Hurst index, the scale and the amortised control together by maximising the ELBO
     :cite:`daems2024variational`: the Gaussian log-likelihood of ``control.obs`` at ``control.ts[control.obs_idx]``
     minus the Girsanov cost of :func:`fbm_sde_rollout`, with the weights :math:`s\,\omega^*(H)/\sqrt{V_H}`
     differentiable in :math:`H = \operatorname{sigmoid}(h)` (from :math:`H = \frac12`, :math:`s = 1`).
 
-    Returns a :class:`~varbook.runtime.History` of the loss and of ``H`` and ``scale`` after each step.
+    The prior has no drift unless ``theta0`` is given: then it is the fractional OU drift
+    :math:`b(x) = -\theta x`, :math:`\theta = e^{\log\theta}` learned from :math:`\theta_0` with the same learning rate.
+
+    Returns a :class:`~varbook.runtime.History` of the loss and of ``H`` and ``scale`` (and ``theta``) after each step.
     """
     h_param = torch.zeros((), requires_grad=True)
     log_s = torch.zeros((), requires_grad=True)
-    opt = torch.optim.Adam([{"params": control.parameters(), "lr": control_lr}, {"params": [h_param, log_s], "lr": lr}])
+    params = [h_param, log_s]
+    drift = _zero_drift
+    if theta0 is not None:
+        log_theta = torch.tensor(math.log(theta0), requires_grad=True)
+        params.append(log_theta)
+
+        def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return -log_theta.exp() * x
+
+    opt = torch.optim.Adam([{"params": control.parameters(), "lr": control_lr}, {"params": params, "lr": lr}])
     ts, obs, obs_idx = control.ts, control.obs, control.obs_idx
     T = float(ts[-1])
     history = History()
     for it in range(iters) if desc is None else progress(range(iters), desc=desc):
         w = (unit_omega(torch.sigmoid(h_param.double()), gammas, T) * log_s.double().exp()).float()
         x0 = torch.zeros(obs.shape[0], 1, device=obs.device)
-        path, kl = fbm_sde_rollout(x0, ts, w, gammas, _zero_drift, _unit_diffusion, control, generator=generator)
+        path, kl = fbm_sde_rollout(x0, ts, w, gammas, drift, _unit_diffusion, control, generator=generator)
         loglik = -((path[obs_idx, :, 0].T - obs) ** 2).sum(1) / (2 * noise_std**2)
         loss = (kl - loglik).mean()
         descend(opt, loss, it, "negative ELBO")
-        history.log(loss=loss.detach(), H=torch.sigmoid(h_param.detach()), scale=log_s.detach().exp())
+        extra = {} if theta0 is None else {"theta": log_theta.detach().exp()}
+        history.log(loss=loss.detach(), H=torch.sigmoid(h_param.detach()), scale=log_s.detach().exp(), **extra)
     return history
+
+
+def noisy_fou(
+    ts: torch.Tensor, H, theta: float, n: int, noise_std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""``n`` paths of the fractional Ornstein–Uhlenbeck process :math:`dX = -\theta X\,dt + dB_H`, :math:`X_0 = 0`,
+    driven by exact unit fBM (:func:`sample_fbm`) on the grid ``ts`` (from ``ts[0] = 0``, Euler steps in the drift),
+    plus i.i.d. :math:`\mathcal N(0, \sigma^2)` noise. Shape ``(n, len(ts))``, float64; the value at ``ts[0]`` is
+    noise only."""
+    t = torch.as_tensor(ts, dtype=torch.float64)
+    if float(t[0]) != 0:
+        raise ValueError("noisy_fou needs a grid that starts at 0")
+    dB = sample_fbm(t[1:], H, n, generator).diff(dim=1, prepend=torch.zeros(n, 1, dtype=torch.float64))
+    x, path = torch.zeros(n, dtype=torch.float64), [torch.zeros(n, dtype=torch.float64)]
+    for h, db in zip(t.diff(), dB.T, strict=True):
+        x = x - theta * x * h + db
+        path.append(x)
+    return torch.stack(path, 1) + noise_std * randn(n, len(t), generator=generator, dtype=torch.float64)
 
 
 def hurst_by_elbo(
@@ -770,3 +891,30 @@ def hurst_by_elbo(
         history = fit_hurst_elbo(control, gammas, iters, noise_std, generator=generator, desc=label)
         learned[H] = history.last("H")
     return learned
+
+
+def fou_by_elbo(
+    H: float,
+    theta: float,
+    gammas: torch.Tensor,
+    iters: int,
+    theta0: float = 0.5,
+    T: float = 2.0,
+    n: int = 64,
+    steps: int = 100,
+    every: int = 5,
+    noise_std: float = 0.05,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+) -> History:
+    r"""A learned drift: ``n`` noisy fractional OU paths (:func:`noisy_fou`, rate ``theta``, Hurst index ``H``)
+    observed every ``every`` steps of a grid of ``steps`` on :math:`[0, T]`, and an MA-fBM latent SDE with drift
+    :math:`-\theta x` fitted to them by the ELBO (:func:`fit_hurst_elbo` with ``theta0``): rate, Hurst index, scale
+    and an amortised :class:`ObservationControl` (initialised from ``seed``) together. Returns the fit's history."""
+    ts = torch.linspace(0, T, steps + 1, dtype=torch.float64)
+    obs_idx = torch.arange(every, steps + 1, every)
+    obs = noisy_fou(ts, H, theta, n, noise_std, generator)[:, obs_idx].float().to(device)
+    control = ObservationControl(obs, ts, obs_idx, len(gammas), 64, seed).to(device)
+    return fit_hurst_elbo(control, gammas, iters, noise_std, generator=generator, desc=desc, theta0=theta0)
