@@ -265,6 +265,34 @@ def test_energy_null_is_centred_at_zero():
     assert null.shape == (20,) and abs(float(null.mean())) < 3 * float(null.std())
 
 
+def test_energy_null_v_statistic_floor_is_two_mean_distances_over_n():
+    # E[V] for two samples of n points of one law is E|X - X'| (1/n + 1/n) exactly; for N(0, 1) E|X - X'| = 2/sqrt(pi)
+    class Normal1d:
+        def sample(self, n, generator):
+            return torch.randn(n, 1, dtype=F64, generator=generator)
+
+    n, pairs = 50, 400
+    null = dp.energy_null(Normal1d(), n, pairs, torch.Generator().manual_seed(3), unbiased=False, dtype=torch.float32)
+    expected = 2 / math.sqrt(math.pi) * 2 / n
+    se = float(null.std()) / math.sqrt(pairs)
+    assert (null >= 0).all() and abs(float(null.mean()) - expected) < 4 * se
+
+
+def test_ring_criterion_relative_to_the_floor_passes_exact_samples_and_fails_the_half_factor_slip():
+    # the chapter's test: V-statistic of a sampler / mean V of two data samples <= 5
+    g = torch.Generator().manual_seed(21)
+    ring = GaussianMixture.ring(4, 2.0, 0.3)
+    n = 600
+    floor = float(dp.energy_null(ring, n, 20, g, unbiased=False).mean())
+    reference = ring.sample(n, g)
+    exact = float(energy_distance(ring.sample(n, g), reference, unbiased=False)) / floor
+    x = ring.noised(VPLinear(), 1.0).sample(n, g)
+    ctrl = dp.half_factor_controls(
+        ring.field(VPLinear()), x, time_grid(VPLinear(), 100, spacing="uniform"), reference, g, unbiased=False
+    )
+    assert exact <= 5 and min(c / floor for c in ctrl) > 5
+
+
 def test_reversed_time_queries_the_network_at_one_minus_t():
     torch.manual_seed(0)
     net = TimeMLP(2, 8, 1)

@@ -29,6 +29,7 @@ from ..nn import SmallUNet, TimeMLP, fit_classifier, train_steps
 from ..protocols import Drift, Score
 from ..runtime import check_choice, progress, rand, randn, randn_like, randperm
 from ..sde import solvers
+from ..sde.likelihood import divergence
 from .gmm import GaussianMixture, component_terms, responsibilities
 from .metrics import energy_distance, frechet_distance, mmd
 from .schedules import Linear, Schedule, as_time, expand
@@ -225,6 +226,22 @@ class InterpolantMixtureField:
         self.interpolant, self.rho0, self.rho1, self.dim = interpolant, rho0, rho1, rho0.dim
 
     def _parts(self, x: torch.Tensor, t):
+        # the drift and the score of one SDE step ask for the same (x, t): compute the parts once
+        t_key = torch.as_tensor(t).detach().clone()
+        last = getattr(self, "_last", None)
+        if (
+            last is not None
+            and last[0] is x
+            and last[1] == (x._version, torch.is_grad_enabled())
+            and last[2].shape == t_key.shape
+            and bool(torch.equal(last[2], t_key))
+        ):
+            return last[3]
+        parts = self._compute_parts(x, t)
+        self._last = (x, (x._version, torch.is_grad_enabled()), t_key, parts)
+        return parts
+
+    def _compute_parts(self, x: torch.Tensor, t):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
         it = self.interpolant
@@ -405,6 +422,58 @@ def sample_sde_mistaken(
     return solvers.euler_maruyama(drift, lambda y, t: noise, x, ts, generator=generator, path=path)
 
 
+def sde_log_likelihood(
+    b: Drift,
+    s: Score,
+    x: torch.Tensor,
+    ts,
+    eps: float,
+    base_log_prob,
+    generator: torch.Generator | None = None,
+    martingale: bool = False,
+    score_term: bool = True,
+) -> torch.Tensor:
+    r""":math:`\log\rho_1(x)` of the forward SDE :math:`dX = b_F\,dt + \sqrt{2\epsilon}\,dW`, :math:`b_F = b + \epsilon s`, by
+    one path of the backward SDE per point :cite:`albergo2023stochastic`; shape ``(batch,)``.
+
+    From :math:`Y_{t_1} = x`, the path runs back to :math:`t_0` by Euler–Maruyama with the backward drift
+    :math:`b_B = b - \epsilon s`, :math:`Y_{t-h} = Y_t - h\,b_B(Y_t, t) + \sqrt{2\epsilon h}\,\xi`, and
+    Itô's formula for :math:`\log\rho_t(Y_t)` gives
+
+    .. math::
+        \log\rho_1(x) = \log\rho_0(Y_0) - \int_0^1 \big(\nabla\cdot b_F + \epsilon|s|^2\big)(Y_t, t)\,dt
+        - \int_0^1 \sqrt{2\epsilon}\,s(Y_t, t)\cdot dW_t .
+
+    The last (Itô) integral has mean zero: without it (``martingale=False``, the paper's estimator) each path is an
+    unbiased estimate of :math:`\log\rho_1(x)`; with it (``martingale=True``) and exact fields each path is exact up to
+    the time step. ``eps = 0`` is the ODE's :math:`\log\rho_0(X_0) - \int\nabla\cdot b`, by Euler.
+    ``score_term=False`` drops :math:`\epsilon|s|^2` (a negative control: the ODE's formula along an SDE path).
+    ``ts`` runs from :math:`t_1` down to :math:`t_0`; ``base_log_prob`` is :math:`\log\rho_0`; the divergence is exact.
+    """
+    ts = torch.as_tensor(ts, dtype=torch.float64)
+    if ts.dim() != 1 or ts.numel() < 2 or not (ts.diff() < 0).all():
+        raise ValueError("ts must be a decreasing grid from t1 (where x lives) to t0")
+    if eps < 0:
+        raise ValueError(f"the diffusion level eps must be non-negative, got {eps}")
+    y = x.detach()
+    integral = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        h = float(t - t_next)
+        with torch.enable_grad():
+            yr = y.requires_grad_(True)
+            score = s(yr, t)
+            forward = b(yr, t) + eps * score  # b_F = b + eps s
+            div = divergence(forward, yr)
+        score, forward = score.detach(), forward.detach()
+        rate = div.detach() + (eps * (score**2).sum(1) if score_term else 0.0)  # div b_F + eps |s|^2
+        integral = integral + h * rate
+        xi = randn_like(y, generator)
+        if martingale:
+            integral = integral + math.sqrt(2 * eps * h) * (score * xi).sum(1)
+        y = (y.detach() - h * (forward - 2 * eps * score) + math.sqrt(2 * eps * h) * xi).detach()  # b_B = b_F - 2 eps s
+    return base_log_prob(y) - integral
+
+
 # -------------------------------------------------------------------------------------------------
 # The experiments of the stochastic-interpolants chapter, in its order of random draws.
 
@@ -412,6 +481,115 @@ def sample_sde_mistaken(
 def as_field(net: torch.nn.Module) -> Drift:
     """A network ``net(x, t)`` that takes times of shape ``(batch,)`` as a field ``(x, t)`` that also takes a scalar time."""
     return lambda x, t: net(x, torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0]))
+
+
+def sde_likelihood_sweep(
+    b: Drift,
+    s: Score,
+    log_prob,
+    x: torch.Tensor,
+    eps_values,
+    steps: int = 200,
+    paths: int = 4,
+    generator: torch.Generator | None = None,
+    control_eps: float | None = None,
+) -> list[dict[str, float | str]]:
+    r"""The negative log-likelihood of points ``x`` under the SDE models at each diffusion level, by
+    :func:`sde_log_likelihood` (the paper's estimator, ``paths`` backward paths per point, ``steps`` Euler–Maruyama
+    steps on :math:`[0, 1]`), against the exact ``log_prob(x, 1)`` (``log_prob(·, 0)`` is the base).
+
+    One row per level: the estimated and exact NLL (means over points), the error of the mean and its standard error
+    over all paths, and their ratio :math:`z`. With ``control_eps``, a last row runs the negative control at that level:
+    the ODE's formula along the SDE path (``score_term=False``, :math:`\epsilon|s|^2` forgotten).
+    """
+    one, zero = torch.tensor(1.0, dtype=x.dtype), torch.tensor(0.0, dtype=x.dtype)
+    exact = log_prob(x, one)
+    reps = x.repeat(paths, 1)
+    ts = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
+    levels = [(float(e), True) for e in eps_values]
+    if control_eps is not None:
+        levels.append((float(control_eps), False))
+    rows = []
+    for eps, right in levels:
+        est = sde_log_likelihood(
+            b, s, reps, ts, eps, lambda y: log_prob(y, zero), generator=generator, score_term=right
+        ).reshape(paths, -1)
+        err = est - exact
+        se = float(err.std() / math.sqrt(err.numel()))
+        rows.append(
+            {
+                "ε": eps,
+                "estimator": "paper (∇·b_F + ε|s|²)" if right else "control: ∇·b_F only",
+                "NLL, estimated": float(-est.mean()),
+                "NLL, exact": float(-exact.mean()),
+                "error of the mean (nats)": float(err.mean()),
+                "standard error": se,
+                "z = error / SE": float(err.mean()) / se,
+            }
+        )
+    return rows
+
+
+def flow_matching_peer(
+    field: Drift, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, z: torch.Tensor, steps: int = 100
+) -> dict[str, float]:
+    r"""Meta's ``flow_matching`` library (the reference implementation of :cite:`lipman2023flow`) against this module on the one-sided linear interpolant.
+
+    ``AffineProbPath(CondOTScheduler())`` is :math:`x_t = (1 - t)x_0 + t x_1` with target :math:`x_1 - x_0`, our
+    ``Interpolant("one_sided_linear")`` with :math:`L_b`'s target :math:`\dot\alpha x_0 + \dot\beta x_1`. On the same
+    batch ``(x0, x1, t)`` the row holds the largest differences of :math:`x_t`, of the target and of the per-sample
+    loss of ``field`` (ours, :math:`L_b + \tfrac12|\text{target}|^2`, against half their squared error), and of ``steps``
+    Euler steps of ``field`` from ``z`` (their ``ODESolver`` against :func:`sample_ode`), with both solvers' seconds.
+    The negative control is our :math:`x_t` at :math:`1 - t`, the diffusion chapters' time convention.
+    """
+    import time
+
+    from flow_matching.path import AffineProbPath
+    from flow_matching.path.scheduler import CondOTScheduler
+    from flow_matching.solver import ODESolver
+    from flow_matching.utils import ModelWrapper
+
+    class Wrapped(ModelWrapper):
+        def forward(self, x: torch.Tensor, t: torch.Tensor, **extras) -> torch.Tensor:
+            return field(x, t)
+
+    it = Interpolant("one_sided_linear")
+    theirs = AffineProbPath(scheduler=CondOTScheduler()).sample(x_0=x0, x_1=x1, t=t)
+    xt = it.sample(t, x0, x1)
+    target = expand(it.d_alpha(t), x0) * x0 + expand(it.d_beta(t), x0) * x1
+    with torch.no_grad():
+        ours_loss = interpolant_losses(field, "b", it, x0, x1, t=t, antithetic=False) + 0.5 * (target**2).sum(1)
+        their_loss = 0.5 * ((field(theirs.x_t, t) - theirs.dx_t) ** 2).sum(1)
+        start = time.perf_counter()
+        ours_x = sample_ode(field, z, torch.linspace(0, 1, steps + 1, dtype=torch.float64), method="euler")
+        ours_s = time.perf_counter() - start
+        solver = ODESolver(velocity_model=Wrapped(torch.nn.Identity()))
+        start = time.perf_counter()
+        their_x = solver.sample(x_init=z, step_size=1.0 / steps, method="euler", time_grid=torch.tensor([0.0, 1.0]))
+        their_s = time.perf_counter() - start
+    return {
+        "x_t (max |diff|)": float((xt - theirs.x_t).abs().max()),
+        "target (max |diff|)": float((target - theirs.dx_t).abs().max()),
+        "loss (max |diff|)": float((ours_loss - their_loss).abs().max()),
+        "Euler samples (max |diff|)": float((ours_x - their_x).abs().max()),
+        "ours, seconds": ours_s,
+        "flow_matching, seconds": their_s,
+        "control: x_t at 1 - t (max |diff|)": float((it.sample(1 - t, x0, x1) - theirs.x_t).abs().max()),
+    }
+
+
+def normal_quantiles(n: int, dim: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""The ``n`` midpoint quantiles :math:`\Phi^{-1}\big((i + \tfrac12)/n\big)` of :math:`\mathcal N(0, 1)`, shape ``(n, dim)``
+    (the same column repeated).
+
+    Stratified starting points for a one-dimensional base: an ODE carries them to a sample whose mode shares have no
+    sampling noise, so a :math:`W_1` of the end points measures the dynamics, not the luck of the draw.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    q = math.sqrt(2) * torch.erfinv(2 * u - 1)
+    return q[:, None].expand(n, dim).to(dtype).contiguous()
 
 
 def w1_to_mixture(samples: torch.Tensor, mixture: GaussianMixture, grid: torch.Tensor | None = None) -> float:
