@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from varbook.bayes import BNNRun, mean_field_layers
+from varbook.bayes import BNNRun, mean_field_layers, sampling
 from varbook.bayes import benchmarks as bench
 from varbook.data import Split
 
@@ -36,7 +36,7 @@ def test_static_masks_keep_their_subspace_and_dense_runs_have_none():
 
 
 def test_compare_methods_order_and_invariants():
-    runs = bench.compare_methods(tiny(), [10, 16, 2], epochs=2, seeds=[0, 1], densities=[0.25])
+    runs = bench.compare_methods(tiny(), [10, 16, 2], epochs=2, seeds=[0, 1], densities=[0.25], rigl_density=0.25)
     assert list(runs) == [
         ("dense", 1.0, 0),
         ("dense", 1.0, 1),
@@ -44,6 +44,8 @@ def test_compare_methods_order_and_invariants():
         ("static", 0.25, 0),
         ("ssvi", 0.25, 1),
         ("static", 0.25, 1),
+        ("rigl", 0.25, 0),
+        ("rigl", 0.25, 1),
     ]
     assert bench.subspace_invariants(runs.values()) == (True, True, True)
     # a weight that leaks out of the subspace breaks the second invariant
@@ -62,6 +64,10 @@ def test_hyperparameter_sweep_rows():
         ("ssvi", 1.0),
     ]
     assert all(r["init σ"] == 1e-3 for r in rows) and rows[1]["density"] == 0.1
+    assert not any(r["diverged"] for r in rows)
+    # a setting that makes the loss non-finite is recorded as diverged at chance level, not raised
+    bad = bench.hyperparameter_sweep(tiny(), [10, 8, 2], epochs=1, init_sigmas=(1e-3,), kl_scales=(float("inf"),))
+    assert all(r["diverged"] and r["accuracy"] == 0.5 and r["NLL"] == float("inf") for r in bad)
 
 
 def test_static_mask_margin_and_its_control():
@@ -97,3 +103,23 @@ def test_redrawn_mask_metrics_lose_what_the_model_learned():
     assert all(torch.equal(m, layer.mask) for m, layer in zip(masks, mean_field_layers(run.model), strict=True))
     with pytest.raises(ValueError, match="dense"):
         bench.redrawn_mask_metrics(bench.run_bnn("dense", split, [10, 2], epochs=1), split)
+
+
+def test_rigl_is_deterministic_and_posterior_scales_are_reported():
+    split = tiny()
+    rigl = bench.run_bnn("rigl", split, [10, 16, 2], epochs=3, density=0.25, seed=0, delta_t=2, n_samples=3)
+    assert rigl.row["criterion"] == "mean" and rigl.run.update_steps > 0 and all(rigl.density_ok)
+    layers = mean_field_layers(rigl.model)
+    with sampling(rigl.model):  # no noise: every sample is the mean network
+        assert torch.equal(rigl.model(split.x_test), rigl.model(split.x_test))
+    assert not any(layer.rho.requires_grad for layer in layers)  # rho is frozen (it only scores nothing)
+    assert rigl.before["sigma"].numel() == sum(layer.active() for layer in layers) == 40 + 8
+    ssvi = bench.run_bnn("ssvi", split, [10, 16, 2], epochs=3, density=0.25, seed=0, delta_t=2, n_samples=3)
+    assert not torch.equal(ssvi.before["sigma"], ssvi.after["sigma"])
+    assert torch.allclose(
+        ssvi.after["snr"],
+        torch.cat(
+            [layer.mu[layer.mask].abs() / layer.sigma[layer.mask] for layer in mean_field_layers(ssvi.model)]
+        ).detach(),
+    )
+    assert bench.subspace_invariants([rigl, ssvi]) == (True, True, True)

@@ -91,3 +91,42 @@ def test_bad_arguments():
         BayesMLP([3])
     with pytest.raises(ValueError, match="no mean-field layers"):
         kl_divergence(torch.nn.Linear(2, 2))
+
+
+def test_random_sigma_initialisation_is_a_folded_normal():
+    g = torch.Generator().manual_seed(0)
+    layer = MeanFieldLinear(400, 400, init_sigma=6e-4, init_sigma_std=5e-4, generator=g)
+    sigma = layer.sigma.detach().flatten().double()
+    # E|N(m, s^2)| = m erf(m / (s sqrt 2)) + s sqrt(2/pi) exp(-m^2 / 2s^2), within 5 standard errors
+    m, s = 6e-4, 5e-4
+    folded = m * math.erf(m / (s * math.sqrt(2))) + s * math.sqrt(2 / math.pi) * math.exp(-(m**2) / (2 * s**2))
+    assert abs(float(sigma.mean()) - folded) < 5 * float(sigma.std()) / math.sqrt(sigma.numel())
+    assert float(sigma.std()) > 3e-4 and (sigma > 0).all()  # a spread, not one constant
+    again = MeanFieldLinear(400, 400, init_sigma=6e-4, init_sigma_std=5e-4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.rho, layer.rho) and torch.equal(again.mu, layer.mu)
+    constant = MeanFieldLinear(3, 2, init_sigma=1e-3)
+    assert torch.allclose(constant.sigma, torch.full((2, 3), 1e-3))
+
+
+def test_sigma_moves_under_a_likelihood_that_rewards_variance():
+    # loss = -E[b^2] with b the LRT pre-activation: E[b^2] = (x mu)^2 + x^2 sigma^2 + 1e-8, so the expected
+    # gradient is d loss / d rho_j = -2 sigma_j softplus'(rho_j) mean(x_j^2); one SGD step must move rho by it
+    torch.manual_seed(5)
+    layer = MeanFieldLinear(3, 1, init_sigma=0.05)
+    x = torch.randn(200000, 3, generator=torch.Generator().manual_seed(1))
+    rho0, sigma0 = layer.rho.detach().clone(), layer.sigma.detach().clone()
+    opt = torch.optim.SGD([layer.rho], lr=1.0)
+    loss = -layer(x, torch.Generator().manual_seed(2)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    expected = 2 * sigma0 * torch.sigmoid(rho0) * x.pow(2).mean(0)
+    assert torch.allclose(layer.rho.detach() - rho0, expected, rtol=0.05)
+    assert (layer.sigma.detach() > sigma0).all()
+
+
+def test_a_deterministic_layer_returns_its_mean():
+    layer = MeanFieldLinear(4, 3, init_sigma=0.5)
+    layer.deterministic = True
+    x = torch.randn(5, 4)
+    with sampling(layer):
+        assert torch.equal(layer(x), x @ layer.mu.T + layer.bias_mu)

@@ -7,8 +7,10 @@ from varbook.bayes import (
     CRITERIA,
     BayesMLP,
     DropGrowScheduler,
+    MeanFieldLinear,
     accuracy,
     brier,
+    drop_agreement,
     drop_score,
     ece,
     mc_predict,
@@ -75,13 +77,38 @@ def test_grow_uses_the_dense_gradient():
     sched.dense_gradients(True)
     model(torch.randn(16, 6)).pow(2).sum().backward()
     grad = layer.weight_mean.grad.clone()
-    inactive_before = ~layer.mask.clone()
-    assert grad[inactive_before].abs().sum() > 0  # the gradient is dense, not masked
+    before = layer.mask.clone()
+    assert grad[~before].abs().sum() > 0  # the gradient is dense, not masked
+    n = int(12 * sched.drop_fraction(1))
+    score = drop_score(layer.mu.detach().flatten(), torch.nn.functional.softplus(layer.rho.detach()).flatten())
+    score[~before.flatten()] = float("inf")
+    kept = before.flatten().clone()
+    kept[score.topk(n, largest=False).indices] = False
     sched.update(1)
-    grown = layer.mask & inactive_before
-    n = int(grown.sum())
-    assert n == int(12 * sched.drop_fraction(1))
-    assert set(grad[inactive_before].abs().topk(n).values.tolist()) == set(grad[grown].abs().tolist())
+    # the n weights off the reduced mask with the largest |dL/dmu| are active now, just-dropped ones included
+    off = (~kept).nonzero().flatten()
+    expected = off[grad.flatten()[off].abs().topk(n).indices]
+    grown = (layer.mask.flatten() & ~kept).nonzero().flatten()
+    assert set(grown.tolist()) == set(expected.tolist())
+
+
+def test_a_just_dropped_weight_can_grow_back_and_keeps_its_posterior():
+    torch.manual_seed(2)
+    layer = MeanFieldLinear(4, 1)
+    layer.mask.copy_(torch.tensor([[True, True, False, False]]))
+    with torch.no_grad():
+        layer.mu.copy_(torch.tensor([[0.01, 1.0, 0.0, 0.0]]))  # weight 0 has the lowest score and is dropped
+        layer.rho[0, 0] = -3.0
+    sched = DropGrowScheduler([layer], 0.5, delta_t=1, t_end=10**6, alpha=0.99, criterion="mean")
+    layer.weight_mean = torch.zeros(1, 4)
+    layer.weight_mean.grad = torch.tensor([[5.0, 0.0, 1.0, 0.5]])  # ... but has the largest dense gradient
+    assert sched.update(1) == 0  # it grows back: nothing moved
+    assert layer.mask.tolist() == [[True, True, False, False]]
+    assert float(layer.mu.detach()[0, 0]) == pytest.approx(0.01) and float(layer.rho.detach()[0, 0]) == -3.0
+    layer.weight_mean.grad = torch.tensor([[0.0, 0.0, 1.0, 0.5]])  # now an inactive weight wins
+    mean_rho = float(layer.rho.detach()[layer.mask].mean())
+    assert sched.update(1) == 1 and layer.mask.tolist() == [[False, True, True, False]]
+    assert float(layer.mu.detach()[0, 2]) == 0 and float(layer.rho.detach()[0, 2]) == pytest.approx(mean_rho)
 
 
 def test_drop_scores():
@@ -170,3 +197,32 @@ def test_update_iterations_replace_the_optimiser_step():
     mu_two, _ = fit(2, False)
     assert run.update_steps == 1 and run.steps == 2
     assert torch.equal(mu_update, mu_single) and not torch.equal(mu_update, mu_two)
+
+
+def test_sigma_learns_only_with_its_own_learning_rate():
+    # the KL to N(0, 0.1^2) rewards variance while sigma << 0.1; lr_rho routes its gradient to rho alone
+    def sigma_after(lr_rho):
+        model = BayesMLP([10, 16, 2], init_sigma=6e-4, init_sigma_std=5e-4, generator=torch.Generator().manual_seed(0))
+        before = [layer.sigma.detach().clone() for layer in mean_field_layers(model)]
+        mu0 = [layer.mu.detach().clone() for layer in mean_field_layers(model)]
+        train_bnn(model, tiny(), epochs=30, lr=0.0, lr_rho=lr_rho, kl_scale=0.01, generator=torch.Generator())
+        layers = mean_field_layers(model)
+        assert all(torch.equal(m, layer.mu) for m, layer in zip(mu0, layers, strict=True))  # lr = 0 for the means
+        return [(layer.sigma.detach() / b).median() for b, layer in zip(before, layers, strict=True)]
+
+    assert all(r == 1 for r in sigma_after(0.0))
+
+    assert all(r > 2 for r in sigma_after(300.0))
+
+
+def test_drop_agreement_separates_criteria_only_when_sigma_varies():
+    g = torch.Generator().manual_seed(0)
+    spread = [MeanFieldLinear(50, 40, init_sigma=6e-4, init_sigma_std=5e-4, generator=g)]
+    constant = [MeanFieldLinear(50, 40, init_sigma=6e-4, generator=g)]
+    for layers in (spread, constant):
+        random_masks(layers, 0.5, g)
+    crit = ("snr", "snr_mean_abs", "mean", "e_mean_abs")
+    with_spread, without = drop_agreement(spread, crit), drop_agreement(constant, crit)
+    assert with_spread["snr"] == with_spread["snr_mean_abs"] == 1.0  # the same ranking, always
+    assert with_spread["mean"] < 0.8  # |mu| drops other weights once sigma differs between weights
+    assert all(v == 1.0 for v in without.values())  # one sigma for all: every criterion ranks by |mu|

@@ -10,7 +10,16 @@ from .layers import (
     sampling,
 )
 from .metrics import accuracy, brier, ece, mc_predict, nll, reliability
-from .sparse import CRITERIA, BNNRun, DropGrowScheduler, drop_score, random_masks, train_bnn, training_flops
+from .sparse import (
+    CRITERIA,
+    BNNRun,
+    DropGrowScheduler,
+    drop_agreement,
+    drop_score,
+    random_masks,
+    train_bnn,
+    training_flops,
+)
 
 __all__ = [
     "BayesMLP",
@@ -29,6 +38,7 @@ __all__ = [
     "CRITERIA",
     "BNNRun",
     "DropGrowScheduler",
+    "drop_agreement",
     "drop_score",
     "random_masks",
     "train_bnn",

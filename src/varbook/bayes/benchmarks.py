@@ -28,15 +28,22 @@ from .layers import BayesMLP, mean_field_layers
 from .metrics import accuracy, brier, ece, mc_predict, nll
 from .sparse import BNNRun, DropGrowScheduler, random_masks, train_bnn, training_flops
 
-METHODS = ("dense", "ssvi", "static")
-"""Dense mean-field VI; SSVI (a random initial subspace, then removal and addition); a static random mask."""
+METHODS = ("dense", "ssvi", "static", "rigl")
+r"""Dense mean-field VI; SSVI (a random initial subspace, then removal and addition); a static random mask; and
+RigL, the same removal and addition for a deterministic network (mean weights only, no KL, drop by :math:`|\mu|`)."""
+
+
+LR_RHO = 300.0
+"""The learning rate of the raw scales :math:`\rho` in :func:`run_bnn` (the means have ``lr``)."""
 
 
 @dataclass
 class BNNResult:
-    """One run of :func:`run_bnn`: its table ``row``, the trained ``model``, the training ``run`` (its
+    r"""One run of :func:`run_bnn`: its table ``row``, the trained ``model``, the training ``run`` (its
     :class:`~varbook.bayes.BNNRun` history), the SSVI ``scheduler`` (``None`` otherwise), the test
-    predictive probabilities ``probs`` and, per epoch, whether every layer had exactly its target size."""
+    predictive probabilities ``probs``, per epoch whether every layer had exactly its target size, and the
+    standard deviations :math:`\sigma` and ratios :math:`|\mu|/\sigma` of the active weights before training
+    (``before``) and after (``after``), each a dict of flat tensors keyed ``"sigma"`` and ``"snr"``."""
 
     row: dict
     model: BayesMLP
@@ -44,6 +51,8 @@ class BNNResult:
     scheduler: DropGrowScheduler | None
     probs: torch.Tensor
     density_ok: list[bool] = field(default_factory=list)
+    before: dict[str, torch.Tensor] = field(default_factory=dict)
+    after: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def run_bnn(
@@ -54,11 +63,13 @@ def run_bnn(
     density: float = 1.0,
     seed: int = 0,
     criterion: str = "snr_mean_abs",
-    init_sigma: float = 1e-3,
+    init_sigma: float = 6e-4,
+    init_sigma_std: float = 5e-4,
     kl_scale: float = 0.01,
     lr: float = 0.1,
+    lr_rho: float = LR_RHO,
     batch_size: int = 128,
-    delta_t: int = 20,
+    delta_t: int = 15,
     end_fraction: float = 0.75,
     n_samples: int = 10,
     device: torch.device | str | None = None,
@@ -76,15 +87,23 @@ def run_bnn(
     runtime.check_choice("method", method, METHODS)
     runtime.seed_all(seed)
     g = torch.Generator().manual_seed(seed)
-    model = BayesMLP(list(sizes), prior_std=0.1, init_sigma=init_sigma).to(device)
+    model = BayesMLP(list(sizes), 0.1, init_sigma, init_sigma_std, generator=g).to(device)
     layers = mean_field_layers(model)
     steps = -(-len(split.x_train) // batch_size) * epochs
     scheduler = None
     if method != "dense":
         random_masks(layers, density, g)
-    if method == "ssvi":
+    if method == "rigl":  # a deterministic network: mean weights only, no KL, drop the smallest |mu|
+        criterion, kl_scale = "mean", 0.0
+        for layer in layers:
+            layer.deterministic = True
+            layer.rho.requires_grad_(False)
+            assert layer.bias_rho is not None
+            layer.bias_rho.requires_grad_(False)
+    if method in ("ssvi", "rigl"):
         t_end = int(end_fraction * steps)
         scheduler = DropGrowScheduler(layers, density, delta_t=delta_t, t_end=t_end, criterion=criterion)
+    before = posterior_scales(model)
     density_ok: list[bool] = []
 
     def check(epoch: int) -> None:
@@ -97,6 +116,7 @@ def run_bnn(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        lr_rho=lr_rho,
         kl_scale=kl_scale,
         scheduler=scheduler,
         generator=g,
@@ -107,14 +127,23 @@ def run_bnn(
         "method": method,
         "density": density,
         "seed": seed,
-        "criterion": criterion if method == "ssvi" else "",
+        "criterion": criterion if method in ("ssvi", "rigl") else "",
         "accuracy": accuracy(probs, split.y_test),
         "NLL": nll(probs, split.y_test),
         "ECE": ece(probs, split.y_test),
         "Brier": brier(probs, split.y_test),
         "training FLOPs": training_flops(model, batch_size, run.steps, run.update_steps),
     }
-    return BNNResult(row, model, run, scheduler, probs, density_ok)
+    return BNNResult(row, model, run, scheduler, probs, density_ok, before, posterior_scales(model))
+
+
+def posterior_scales(model: BayesMLP) -> dict[str, torch.Tensor]:
+    r"""The standard deviations :math:`\sigma_j` and the ratios :math:`|\mu_j|/\sigma_j` of the active weights of every
+    mean-field layer of ``model``, concatenated (flat, detached, on the CPU)."""
+    layers = mean_field_layers(model)
+    sigma = torch.cat([layer.sigma[layer.mask].detach().cpu() for layer in layers])
+    mu = torch.cat([layer.mu[layer.mask].detach().cpu() for layer in layers])
+    return {"sigma": sigma, "snr": mu.abs() / sigma}
 
 
 def compare_methods(
@@ -125,12 +154,15 @@ def compare_methods(
     densities: Sequence[float],
     device: torch.device | str | None = None,
     desc: str | None = None,
+    rigl_density: float | None = None,
 ) -> dict[tuple[str, float, int], BNNResult]:
-    """Dense VI for each seed, then SSVI and a static random mask for each seed and density
-    (:func:`run_bnn` with its defaults), keyed by ``(method, density, seed)`` in that order."""
+    """Dense VI for each seed, then SSVI and a static random mask for each seed and density, then (with a
+    ``rigl_density``) the deterministic RigL baseline at that density for each seed (:func:`run_bnn` with its
+    defaults), keyed by ``(method, density, seed)`` in that order."""
     seeds = list(seeds)
     jobs = [("dense", 1.0, s) for s in seeds]
     jobs += [(m, d, s) for s in seeds for d in densities for m in ("ssvi", "static")]
+    jobs += [("rigl", rigl_density, s) for s in seeds] if rigl_density is not None else []
     out = {}
     for method, density, s in jobs if desc is None else runtime.progress(jobs, desc=desc):
         out[(method, density, s)] = run_bnn(method, split, sizes, epochs, density, s, device=device)
@@ -149,14 +181,24 @@ def hyperparameter_sweep(
     desc: str | None = None,
 ) -> list[dict]:
     r"""Dense VI and SSVI at ``density`` for every initial :math:`\sigma` and KL scale :math:`\lambda`:
-    one :func:`run_bnn` row each, with the columns ``"init σ"`` and ``"KL scale"`` added."""
+    one :func:`run_bnn` row each, with the columns ``"init σ"``, ``"KL scale"`` and ``"diverged"`` added.
+
+    Each initial :math:`\sigma_j` is drawn from :math:`|\mathcal N(s_0, (5s_0/6)^2)|`, the paper's relative spread
+    around ``s0``. A run whose loss becomes non-finite is recorded as diverged, with the chance-level accuracy
+    ``1 / n_classes`` and an infinite NLL: a method that diverges for a setting is not robust to it."""
     grid = [(s0, kl) for s0 in init_sigmas for kl in kl_scales]
     jobs = [(point, m) for point in grid for m in ("dense", "ssvi")]
     rows = []
     for (s0, kl), method in jobs if desc is None else runtime.progress(jobs, desc=desc):
         d = 1.0 if method == "dense" else density
-        row = run_bnn(method, split, sizes, epochs, d, seed, init_sigma=s0, kl_scale=kl, device=device).row
-        rows.append({**row, "init σ": s0, "KL scale": kl})
+        spec = dict(init_sigma=s0, init_sigma_std=5 * s0 / 6, kl_scale=kl, device=device)
+        try:
+            row = run_bnn(method, split, sizes, epochs, d, seed, **spec).row  # type: ignore[arg-type]
+            diverged = False
+        except runtime.NonFiniteLossError:
+            row = {"method": method, "density": d, "seed": seed, "accuracy": 1 / split.n_classes, "NLL": float("inf")}
+            diverged = True
+        rows.append({**row, "init σ": s0, "KL scale": kl, "diverged": diverged})
     return rows
 
 
@@ -172,7 +214,7 @@ def subspace_invariants(results: Iterable[BNNResult]) -> tuple[bool, bool, bool]
       bias term, computed independently with :func:`torch.distributions.kl_divergence`.
     """
     results = list(results)
-    size_ok = all(all(r.density_ok) for r in results if r.row["method"] == "ssvi")
+    size_ok = all(all(r.density_ok) for r in results if r.row["method"] in ("ssvi", "rigl"))
     exact_zero = kl_active_only = True
     for r in results:
         for layer in mean_field_layers(r.model):

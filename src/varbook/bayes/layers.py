@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import randn_like
+from ..runtime import randn, randn_like
 from ..vi.kl import gaussian_kl
 
 
@@ -35,30 +35,49 @@ def inverse_softplus(x: torch.Tensor | float) -> torch.Tensor:
 
 
 class MeanField(nn.Module):
-    """Shared parameters and KL of mean-field layers; subclasses define the linear map ``_map(x, w, b)``.
+    r"""Shared parameters and KL of mean-field layers; subclasses define the linear map ``_map(x, w, b)``.
 
     The base class of :class:`MeanFieldLinear` and :class:`MeanFieldConv2d`, and the type that
     :func:`mean_field_layers` collects. Pre-activation noise is drawn from ``generator`` (the argument
     of :meth:`forward`, else the attribute ``self.generator``, which :func:`sampling` sets; ``None``:
     torch's global generator).
+
+    Initialisation: :math:`\mu_j\sim\mathcal N(0, 1/\text{fan-in})`; :math:`\sigma_j` is ``init_sigma`` for every
+    weight, or with ``init_sigma_std > 0`` a draw :math:`|\mathcal N(m, s^2)|` per weight (``init_sigma`` :math:`m`,
+    ``init_sigma_std`` :math:`s`), as in the official code of :cite:`li2024training` (:math:`m=6\cdot10^{-4}`,
+    :math:`s=5\cdot10^{-4}`); both are drawn from the constructor's ``generator`` (``None``: torch's global one).
+    With ``deterministic = True`` the layer returns the mean path only (a non-Bayesian baseline).
     """
 
     mask: torch.Tensor  # a boolean buffer with the shape of the weights: True where a weight is active
 
     def __init__(
-        self, weight_shape: tuple[int, ...], fan_in: int, out: int, prior_std: float, init_sigma: float, bias: bool
+        self,
+        weight_shape: tuple[int, ...],
+        fan_in: int,
+        out: int,
+        prior_std: float,
+        init_sigma: float,
+        bias: bool,
+        init_sigma_std: float = 0.0,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if prior_std <= 0 or init_sigma <= 0:
-            raise ValueError("prior_std and init_sigma must be positive")
+        if prior_std <= 0 or init_sigma <= 0 or init_sigma_std < 0:
+            raise ValueError("prior_std and init_sigma must be positive, init_sigma_std non-negative")
         self.prior_std = prior_std
-        self.mu = nn.Parameter(torch.randn(weight_shape) / math.sqrt(fan_in))
-        self.rho = nn.Parameter(torch.full(weight_shape, float(inverse_softplus(init_sigma))))
+        self.mu = nn.Parameter(randn(weight_shape, generator=generator) / math.sqrt(fan_in))
+        # sigma_j = |N(init_sigma, init_sigma_std^2)| per weight (the official code's draw), or one constant
+        sigma0 = torch.full(weight_shape, float(init_sigma))
+        if init_sigma_std > 0:
+            sigma0 = (sigma0 + init_sigma_std * randn(weight_shape, generator=generator)).abs().clamp_min(1e-8)
+        self.rho = nn.Parameter(inverse_softplus(sigma0))
         self.bias_mu = nn.Parameter(torch.zeros(out)) if bias else None
         self.bias_rho = nn.Parameter(torch.full((out,), float(inverse_softplus(init_sigma)))) if bias else None
         self.register_buffer("mask", torch.ones(weight_shape, dtype=torch.bool))
         self.force_sample = False
         self.keep_dense_grad = False
+        self.deterministic = False  # True: the layer uses its mean weights only (a non-Bayesian baseline)
         self.weight_mean: torch.Tensor | None = None  # the masked mean of the last forward pass
         self.generator: torch.Generator | None = None
 
@@ -93,7 +112,7 @@ class MeanField(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         w_mean, w_var, b_mean, b_var = self._moments()
         mean = self._map(x, w_mean, b_mean)
-        if not (self.training or self.force_sample):
+        if self.deterministic or not (self.training or self.force_sample):
             return mean
         var = self._map(x**2, w_var, b_var)
         noise = randn_like(mean, generator if generator is not None else self.generator)
@@ -107,9 +126,17 @@ class MeanFieldLinear(MeanField):
     """A mean-field Gaussian ``Linear(in_features, out_features)`` with local reparameterisation and a mask."""
 
     def __init__(
-        self, in_features: int, out_features: int, prior_std: float = 0.1, init_sigma: float = 1e-3, bias: bool = True
+        self,
+        in_features: int,
+        out_features: int,
+        prior_std: float = 0.1,
+        init_sigma: float = 1e-3,
+        bias: bool = True,
+        init_sigma_std: float = 0.0,
+        generator: torch.Generator | None = None,
     ):
-        super().__init__((out_features, in_features), in_features, out_features, prior_std, init_sigma, bias)
+        shape = (out_features, in_features)
+        super().__init__(shape, in_features, out_features, prior_std, init_sigma, bias, init_sigma_std, generator)
         self.in_features, self.out_features = in_features, out_features
 
     def _map(self, x, w, b):
@@ -133,9 +160,12 @@ class MeanFieldConv2d(MeanField):
         prior_std: float = 0.1,
         init_sigma: float = 1e-3,
         bias: bool = True,
+        init_sigma_std: float = 0.0,
+        generator: torch.Generator | None = None,
     ):
         shape = (out_channels, in_channels, kernel_size, kernel_size)
-        super().__init__(shape, in_channels * kernel_size**2, out_channels, prior_std, init_sigma, bias)
+        fan_in = in_channels * kernel_size**2
+        super().__init__(shape, fan_in, out_channels, prior_std, init_sigma, bias, init_sigma_std, generator)
         self.stride, self.padding = stride, padding
 
     def _map(self, x, w, b):
@@ -177,12 +207,19 @@ def sampling(model: nn.Module, enabled: bool = True, generator: torch.Generator 
 class BayesMLP(nn.Sequential):
     """Mean-field layers with ReLU in between: ``BayesMLP([64, 400, 400, 10])``."""
 
-    def __init__(self, sizes: list[int], prior_std: float = 0.1, init_sigma: float = 1e-3):
+    def __init__(
+        self,
+        sizes: list[int],
+        prior_std: float = 0.1,
+        init_sigma: float = 1e-3,
+        init_sigma_std: float = 0.0,
+        generator: torch.Generator | None = None,
+    ):
         if len(sizes) < 2:
             raise ValueError("sizes needs at least an input and an output width")
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
-            layers.append(MeanFieldLinear(a, b, prior_std, init_sigma))
+            layers.append(MeanFieldLinear(a, b, prior_std, init_sigma, True, init_sigma_std, generator))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
         super().__init__(*layers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,33 @@ def drop_score(
 
 
 CRITERIA = ("mean", "snr", "e_mean_abs", "snr_mean_abs", "e_exp_mean_abs", "snr_exp_mean_abs")
+
+
+def drop_agreement(
+    layers: list[MeanField], criteria: tuple[str, ...], fraction: float = 0.15, reference: str = "snr_mean_abs"
+) -> dict[str, float]:
+    r"""How far the drop criteria agree on a trained subspace: for each of ``criteria``, the fraction of the
+    weights that :meth:`DropGrowScheduler.update` would drop by it (the ``floor(fraction * active)`` lowest
+    :func:`drop_score` per layer, pooled over ``layers``) that ``reference`` would drop too.
+
+    1 means the two criteria remove exactly the same weights, so an ablation between them cannot differ.
+    ``snr`` and ``snr_mean_abs`` always agree: the folded-normal SNR of :math:`|\theta|` depends on
+    :math:`(\mu,\sigma)` only through :math:`|\mu|/\sigma`, and increases with it."""
+
+    def dropped(criterion: str) -> set[tuple[int, int]]:
+        out = set()
+        for i, layer in enumerate(layers):
+            mask = layer.mask.flatten()
+            n = int(int(mask.sum()) * fraction)
+            score = drop_score(layer.mu.detach().flatten(), F.softplus(layer.rho.detach().flatten()), criterion)
+            score[~mask] = float("inf")
+            out |= {(i, int(j)) for j in score.topk(n, largest=False).indices}
+        return out
+
+    ref = dropped(reference)
+    if not ref:
+        raise ValueError("no weight would be dropped: raise the fraction")
+    return {c: len(dropped(c) & ref) / len(ref) for c in criteria}
 
 
 def random_masks(
@@ -127,7 +154,12 @@ class DropGrowScheduler:
 
     @torch.no_grad()
     def update(self, t: int, optimizer: torch.optim.Optimizer | None = None) -> int:
-        """Drop and grow in every layer; returns how many weights moved. Resets momentum of changed entries."""
+        r"""Drop and grow in every layer; returns how many weights moved (grown weights that were inactive before).
+
+        Each layer drops its ``n`` active weights with the lowest :func:`drop_score`, then grows the ``n`` weights off
+        the reduced mask with the largest :math:`|\partial L/\partial\mu|`; a weight dropped in this update may
+        grow back (then nothing about it changes), as in the official code. Newly active weights get
+        :math:`\mu=0` and the layer's mean :math:`\rho`; the momentum of every weight that changed is reset."""
         frac = self.drop_fraction(t)  # alpha_t, the cosine-decayed drop fraction
         moved = 0
         for layer, target in zip(self.layers, self.targets, strict=True):
@@ -142,23 +174,28 @@ class DropGrowScheduler:
             score = drop_score(layer.mu.flatten(), F.softplus(layer.rho.flatten()), self.criterion)
             score[~mask] = float("inf")
             drop = score.topk(n, largest=False).indices
-            # ... and add the n inactive ones with the largest dense gradient |dL/dmu|
+            # ... and add the n weights off the reduced mask with the largest dense
+            # gradient |dL/dmu|; as in the official code, a weight dropped just now
+            # can grow back, and then keeps its mu, rho and momentum
+            kept = mask.clone()
+            kept[drop] = False
             grow_score = grad.flatten().abs().clone()
-            grow_score[mask] = -1.0  # only weights inactive before this update can grow
+            grow_score[kept] = -1.0
             grow = grow_score.topk(n).indices
             mean_rho = layer.rho.flatten()[mask].mean()
-            mask[drop] = False
-            mask[grow] = True
-            layer.mask.copy_(mask.view_as(layer.mask))
-            changed = torch.cat([drop, grow])
+            new = grow[~mask[grow]]  # grown weights inactive before this update
+            gone = drop[~torch.isin(drop, grow)]  # dropped, and not grown back
+            kept[grow] = True
+            layer.mask.copy_(kept.view_as(layer.mask))
+            changed = torch.cat([gone, new])
             layer.mu.view(-1)[changed] = 0.0
-            layer.rho.view(-1)[grow] = mean_rho
+            layer.rho.view(-1)[new] = mean_rho
             if optimizer is not None:
                 for p in (layer.mu, layer.rho):
                     state = optimizer.state.get(p, {})
                     if "momentum_buffer" in state and state["momentum_buffer"] is not None:
                         state["momentum_buffer"].view(-1)[changed] = 0.0
-            moved += n
+            moved += len(new)
         self.history.append({"t": t, "moved": moved, "active": [layer.active() for layer in self.layers]})
         return moved
 
@@ -216,6 +253,7 @@ def train_bnn(
     epochs: int,
     batch_size: int = 128,
     lr: float = 0.01,
+    lr_rho: float | None = None,
     momentum: float = 0.9,
     kl_scale: float = 0.01,
     warmup_fraction: float = 0.5,
@@ -228,15 +266,20 @@ def train_bnn(
 ) -> BNNRun:
     """SGD on the tempered negative ELBO, :math:`-\\frac1B\\sum\\log p(y\\mid x,\\theta)+\\lambda\\frac{\\mathrm{KL}}{N}`.
 
-    :math:`\\lambda` warms up linearly over the first ``warmup_fraction`` of the epochs. Masked
+    :math:`\\lambda` warms up linearly over the first ``warmup_fraction`` of the epochs. The raw scales
+    :math:`\\rho` (``rho``, ``bias_rho``) have their own learning rate ``lr_rho`` (``None``: ``lr``), as ``lr_std`` in
+    the official code; everything else has ``lr``; both follow the cosine schedule. Masked
     entries are kept at exactly zero after every step. With a ``scheduler``, update iterations
     compute the dense gradient and replace the optimiser step by a removal-and-addition step.
     Every iteration steps through :func:`~varbook.runtime.descend` (which stops on a non-finite loss);
     ``desc`` labels a progress bar over the epochs (``None``: silent). Returns a :class:`BNNRun`, the
     :class:`~varbook.runtime.History` of the training loss and the mean-weight test accuracy per epoch.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    rhos = [p for name, p in named if name.split(".")[-1] in ("rho", "bias_rho")]
+    means = [p for name, p in named if name.split(".")[-1] not in ("rho", "bias_rho")]
+    groups: list[dict[str, Any]] = [{"params": means}, {"params": rhos, "lr": lr if lr_rho is None else lr_rho}]
+    opt = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
     n = len(data.x_train)
     steps_per_epoch = -(-n // batch_size)
     total_steps = steps_per_epoch * epochs
