@@ -141,9 +141,20 @@ def test_estimate_ms_times_every_strategy_at_the_same_batch():
     g = torch.Generator().manual_seed(0)
     loss = QuadraticToy(6, offset=3.0, generator=g)
     a = torch.randn(6, generator=g, dtype=F64)
-    ms = bench.estimate_ms(lambda s: toy_program(loss, s), a, {"MVD": "mvd", "ENUM": "enum"}, n=8, reps=3)
+    seen: dict[str, set[int]] = {"MVD": set(), "ENUM": set()}
+
+    def make(strategy):
+        name = "MVD" if strategy == "mvd" else "ENUM"
+
+        def program(t, logits):
+            seen[name].add(logits.shape[0])  # the batch of estimates this strategy is timed at
+            return toy_program(loss, strategy)(t, logits)
+
+        return program
+
+    ms = bench.estimate_ms(make, a, {"MVD": "mvd", "ENUM": "enum"}, n=8, reps=3)
     assert set(ms) == {"MVD", "ENUM"} and all(v > 0 for v in ms.values())
-    assert ms["MVD"] < ms["ENUM"]  # 7 runs of the program against 64
+    assert seen == {"MVD": {8}, "ENUM": {8}}  # equal batch: every run of both saw 8 copies
 
 
 def test_sgd_step_and_interleaved_timing_see_the_same_minibatches():

@@ -10,7 +10,8 @@ strategy:
 * ``"enum"``: replace the choice by the exact sum :math:`\sum_k q(k)\,l(k)` over its support;
 * ``"mvd"`` (Bernoulli): the measure-valued derivative, which adds
   :math:`(-1)^{v}\,(l(\neg v)-l(v))\,\nabla p` with the flipped branch run on *fresh*
-  downstream randomness.
+  downstream randomness, primal values only: one plain run in which later choices are sampled
+  whatever their strategy (so several ``mvd`` choices cost one run per unit, not :math:`2^n`).
 
 :func:`estimate` runs the program and returns a *surrogate*: a tensor whose value is the
 objective estimate and whose gradient is an unbiased estimate of the objective's gradient,
@@ -22,6 +23,10 @@ enumerated or flipped value forced.
 Shapes: the program's value has some shape ``S`` (one entry per independent estimate). A site's
 log-density must have shape ``S``, possibly with extra *leading* dimensions (several samples
 that belong to the same estimate, e.g. the :math:`K` particles of an IWELBO), which are summed.
+An ``enum`` site enumerates, for each estimate, the joint configurations of all its coordinates
+that belong to that estimate (the leading dimensions and the event dimensions): for an IWELBO(K)
+over one Bernoulli that is :math:`2^K` configurations, each weighted by its probability
+:math:`\prod_k q(c_k)`. The count is capped (:data:`MAX_ENUM`); beyond it ``enum`` raises.
 Programs must be deterministic given their random choices.
 """
 
@@ -167,36 +172,134 @@ def _bernoulli_base(dist: D.Distribution) -> D.Bernoulli | None:
     return base if isinstance(base, D.Bernoulli) else None
 
 
-def _support(dist: D.Distribution, name: str) -> list[torch.Tensor]:
-    """Every value of the choice, each of the full sample shape (all coordinates jointly enumerated)."""
-    shape = dist.batch_shape + dist.event_shape
+MAX_ENUM = 2**16
+"""The most configurations an ``enum`` site may have per estimate (each costs one run of the rest of the program)."""
+
+
+class _Probe(Tracer):
+    """A tracer that samples every new choice plainly (no fork, no score): to learn the shape of a program's value."""
+
+    def sample(self, name: str, dist: D.Distribution, strategy: str | Strategy = "reparam") -> torch.Tensor:
+        value = self.replay[name] if name in self.replay else dist.sample()
+        self.values[name] = value
+        return value
+
+
+def _primal(program, args, kwargs, replay: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[str]]:
+    """One plain run of the program without gradients: the choices in ``replay`` replayed, every other one sampled.
+
+    Its value is an unbiased estimate of the program's expectation given ``replay``, at the cost
+    of one run: no enumeration, no flipped branches, no score terms. Also returns the names of
+    the choices in the order the program made them.
+    """
+    probe = _Probe(replay=dict(replay))
+    with torch.no_grad():
+        out = program(probe, *args, **kwargs)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"a program must return a tensor of objective estimates, got {type(out).__name__}")
+    return out, list(probe.values)
+
+
+def _support(dist: D.Distribution, name: str, value_shape: torch.Size) -> torch.Tensor:
+    r"""Every joint configuration of the choice within one estimate, stacked: ``(n_configs, *sample_shape)``.
+
+    The sample shape is ``(*lead, *S, *event)``: the leading dimensions ``lead`` and the event
+    dimensions belong to one estimate, so they are enumerated jointly (their product); the
+    dimensions ``S`` of the program's value hold independent estimates, which each enumerate
+    their own coordinates, in parallel.
+    """
+    batch, event = dist.batch_shape, dist.event_shape
+    extra = len(batch) - len(value_shape)
+    if extra < 0 or tuple(batch[extra:]) != tuple(value_shape):
+        raise ValueError(
+            f"random choice {name!r}: its log-density has shape {tuple(batch)}, which does not end "
+            f"with the program value's shape {tuple(value_shape)}"
+        )
+    lead = batch[:extra]
+    n_lead, n_event = math.prod(lead), math.prod(event)
+    unit_shape = (*lead, *([1] * len(value_shape)), *event)  # one estimate's coordinates, broadcast over S
+    full = (*lead, *value_shape, *event)
     base = _bernoulli_base(dist)
     if base is not None:
-        n_event = math.prod(dist.event_shape)
-        if n_event > 16:
+        n_bits = n_lead * n_event
+        if 2**n_bits > MAX_ENUM:
             raise ValueError(
-                f"random choice {name!r}: enumerating {n_event} Bernoulli coordinates needs 2^{n_event} runs"
+                f"random choice {name!r}: enumerating {n_bits} Bernoulli coordinates per estimate "
+                f"({n_lead} leading x {n_event} event) needs 2^{n_bits} runs of the program"
             )
-        configs = enumerate_binary(n_event, base.probs.dtype, base.probs.device) if n_event else None
-        if configs is None:
-            return [torch.full(shape, float(k), dtype=base.probs.dtype, device=base.probs.device) for k in (0, 1)]
-        return [c.reshape(dist.event_shape).expand(shape) for c in configs]
-    if isinstance(dist, D.Categorical):
+        configs = enumerate_binary(n_bits, base.probs.dtype, base.probs.device)
+    elif isinstance(dist, D.Categorical):
         n = dist.probs.shape[-1]
-        return [torch.full(shape, k, dtype=torch.long, device=dist.probs.device) for k in range(n)]
-    raise ValueError(
-        f"random choice {name!r}: 'enum' needs a Bernoulli or Categorical distribution, got {type(dist).__name__}"
-    )
+        if n**n_lead > MAX_ENUM:
+            raise ValueError(
+                f"random choice {name!r}: enumerating {n_lead} categorical coordinates of {n} values per "
+                f"estimate needs {n}^{n_lead} runs of the program"
+            )
+        grid = torch.arange(n, device=dist.probs.device)
+        configs = torch.cartesian_prod(*[grid] * n_lead).reshape(n**n_lead, n_lead) if n_lead > 1 else grid[:, None]
+    else:
+        raise ValueError(
+            f"random choice {name!r}: 'enum' needs a Bernoulli or Categorical distribution, got {type(dist).__name__}"
+        )
+    return configs.reshape(len(configs), *unit_shape).expand(len(configs), *full)
 
 
 def _enumerate(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
-    r""":math:`\sum_k q(k)\,l(k)` over the support of the forked choice (every branch replays the choices so far)."""
-    total: torch.Tensor | None = None
-    for value in _support(fork.dist, fork.name):
+    r""":math:`\sum_c q(c)\,l(c)` over the joint configurations :math:`c` of the forked choice within one estimate.
+
+    Every branch replays the choices made so far; :math:`q(c)` is the product of the
+    probabilities of the configuration's coordinates (its log-density summed over the leading
+    dimensions). When the choice is the program's last, the rest of the program runs once on
+    all configurations stacked along a new leading dimension (:func:`_enumerate_stacked`);
+    otherwise, or if the program does not broadcast over that dimension, once per configuration.
+    """
+    probe, order = _primal(program, args, kwargs, {**fixed, fork.name: fork.dist.sample()})
+    values = _support(fork.dist, fork.name, probe.shape)
+    if order[-1] == fork.name:  # no choice after this one: the rest of the program is deterministic
+        total = _enumerate_stacked(program, args, kwargs, fixed, fork, values, probe.shape)
+        if total is not None:
+            return total
+    total = None
+    for value in values:
         branch = _run(program, args, kwargs, {**fixed, fork.name: value})
         weight = _reduce_to(fork.dist.log_prob(value), branch.shape, fork.name).exp()
         total = weight * branch if total is None else total + weight * branch
     assert total is not None  # a support has at least two values
+    return total
+
+
+ENUM_CHUNK = 2**22
+"""The most elements of enumerated values that :func:`_enumerate_stacked` evaluates in one run."""
+
+
+def _enumerate_stacked(
+    program, args, kwargs, fixed, fork: _Fork, values: torch.Tensor, value_shape
+) -> torch.Tensor | None:
+    r""":math:`\sum_c q(c)\,l(c)` with the configurations stacked along a new leading dimension, in chunks.
+
+    Returns ``None`` when the program does not broadcast over that dimension: it fails, returns
+    the wrong shape, or its first configuration's value differs from a run on that
+    configuration alone (the check costs one run).
+    """
+    chunk = max(1, ENUM_CHUNK // max(1, values[0].numel()))
+    n_lead = len(fork.dist.batch_shape) - len(value_shape)
+    total: torch.Tensor | None = None
+    for start in range(0, len(values), chunk):
+        v = values[start : start + chunk]
+        try:
+            branch = _run(program, args, kwargs, {**fixed, fork.name: v})
+        except (RuntimeError, ValueError, IndexError):  # the program cannot take a new leading dimension
+            return None
+        if tuple(branch.shape) != (len(v), *value_shape):
+            return None
+        if start == 0:
+            alone, _ = _primal(program, args, kwargs, {**fixed, fork.name: values[0]})
+            if not torch.allclose(branch[0].detach(), alone, rtol=1e-4, atol=1e-6):
+                return None
+        log_q = fork.dist.log_prob(v)  # (configs, *lead, *S)
+        weight = (log_q.sum(tuple(range(1, 1 + n_lead))) if n_lead else log_q).exp()
+        part = (weight * branch).sum(0)
+        total = part if total is None else total + part
     return total
 
 
@@ -222,8 +325,8 @@ def _measure_valued(program, args, kwargs, fixed, fork: _Fork) -> torch.Tensor:
         i, j = divmod(u, v_units.shape[-1])
         flipped = v_units.clone()
         flipped[i, ..., j] = 1 - flipped[i, ..., j]  # the choice ¬v of this unit
-        with torch.no_grad():  # primal values only, fresh downstream randomness
-            other = _run(program, args, kwargs, {**fixed, fork.name: flipped.reshape(v.shape)})
+        # primal values only, fresh downstream randomness: one plain run (later enum/mvd choices are sampled)
+        other, _ = _primal(program, args, kwargs, {**fixed, fork.name: flipped.reshape(v.shape)})
         sign = 1 - 2 * v_units[i, ..., j]
         # (-1)^v (l(¬v) - l(v)) ∇p: zero in value, the measure-valued derivative in gradient
         correction = correction + (sign * (other - main.detach())) * _magic(p_units[i, ..., j])
