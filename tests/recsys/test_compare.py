@@ -119,3 +119,76 @@ def test_misaligned_shuffles_the_fold_in_rows_only(split):
     rows = {tuple(r.tolist()) for r in split.test.fold_in}
     assert all(tuple(r.tolist()) in rows for r in bad.fold_in)  # the same rows, in another order
     assert torch.equal(mv.misaligned(split.test, seed=1).fold_in, bad.fold_in)  # seeded
+
+
+def test_peak_beta_reads_the_beta_of_the_best_validation_epoch(split):
+    h = mv.FitResult(model=None)
+    for beta, ndcg in [(0.1, 0.3), (0.2, 0.5), (0.3, 0.45), (0.4, 0.2)]:
+        h.log(beta=beta, val_ndcg=ndcg)
+    assert mv.peak_beta(h) == 0.2
+    with pytest.raises(ValueError, match="no epoch"):
+        mv.peak_beta(mv.FitResult(model=None))
+    # on a real run annealed to 1: the β logged at the epoch the fit kept
+    fits = mv.fit_variants({"to 1": mv.Variant("mult", cap=1.0)}, split, hidden=(16,), latent=4, dae_hidden=(8,),
+                           epochs=4, batch_size=50, k=10, seed=0)  # fmt: skip
+    run = fits["to 1"]
+    assert mv.peak_beta(run) == run["beta"][run.best_epoch]
+    assert 0 < mv.peak_beta(run) <= 1.0
+
+
+def test_wmf_folds_in_a_user_by_weighted_least_squares(split):
+    pytest.importorskip("implicit")
+    from varbook.recsys.baselines import WMF
+
+    lam, alpha = 2.0, 5.0
+    wmf = WMF(split.train, factors=6, regularization=lam, alpha=alpha, iterations=5, seed=0)
+    q = torch.as_tensor(wmf.model.item_factors, dtype=torch.float64)
+    x = split.test.fold_in[:3].double()
+    # p_u = (Q^T C_u Q + λ I)^{-1} Q^T C_u x_u with c = α on a click and 1 elsewhere
+    expected = []
+    for row in x:
+        c = 1.0 + (alpha - 1.0) * row
+        p = torch.linalg.solve(q.T @ (c[:, None] * q) + lam * torch.eye(6, dtype=torch.float64), q.T @ (c * row))
+        expected.append(q @ p)
+    assert torch.allclose(wmf.scores(split.test.fold_in[:3]), torch.stack(expected), atol=1e-3)
+    ndcg = mv.mean_ndcg({"wmf": wmf, "pop": Popularity(split.train)}, split.test, 10)
+    assert ndcg["wmf"] > ndcg["pop"]
+
+
+def test_compare_on_splits_runs_the_full_profile_path_at_small_size():
+    """The MovieLens loop of the full profile: several splits, the β recipe, averaged tables."""
+    clicks = implicit_feedback(n_users=200, n_items=30, seed=5)
+    variants = {
+        "cap": mv.Variant("mult", cap=0.2),
+        "to 1": mv.Variant("mult", cap=1.0),
+        "dae": mv.Variant(dae=True),
+    }
+    out = mv.compare_on_splits(clicks, variants, n_splits=2, n_held=20, k=10, seed=0, recall_at=(5,), anneal_to_one="to 1",
+                               hidden=(8,), latent=3, dae_hidden=(8,), epochs=2, batch_size=50)  # fmt: skip
+    assert len(out.curves) == len(out.peaks) == 2
+    assert all(p == c["beta"][c.best_epoch] for p, c in zip(out.peaks, out.curves, strict=True))
+    assert set(out.table) == {"cap", "dae", mv.RECIPE, "EASE (λ = 200)", "popularity"}  # the curve is not ranked
+    assert set(out.by_activity) == set(out.table) and all(len(v) == 5 for v in out.by_activity.values())
+    # the table is the mean over the splits of each split's table
+    one = [mv.compare_on_splits(clicks, {"cap": variants["cap"]}, n_splits=1, n_held=20, k=10, seed=s, recall_at=(5,),
+                                hidden=(8,), latent=3, dae_hidden=(8,), epochs=2, batch_size=50)
+           for s in (0, 1)]  # fmt: skip
+    mean = (one[0].table["cap"]["NDCG@10"] + one[1].table["cap"]["NDCG@10"]) / 2
+    assert out.table["cap"]["NDCG@10"] == pytest.approx(mean, abs=1e-12)
+
+
+def test_paired_gap_is_the_mean_difference_with_its_standard_error():
+    a = torch.tensor([0.5, 0.7, 0.9, 0.4], dtype=torch.float64)
+    b = torch.tensor([0.4, 0.7, 0.6, 0.5], dtype=torch.float64)
+    gap, se = mv.paired_gap({"a": {"NDCG@5": a}, "b": {"NDCG@5": b}}, "a", "b")
+    d = a - b
+    assert gap == pytest.approx(float(d.mean()))
+    assert se == pytest.approx(float(d.std()) / 2)  # sqrt(4 users)
+
+
+def test_wmf_without_the_peer_library_says_what_to_install(monkeypatch, split):
+    from varbook.recsys import baselines
+
+    monkeypatch.setattr(baselines, "has_implicit", lambda: False)
+    with pytest.raises(ImportError, match="pip install implicit"):
+        baselines.WMF(split.train)

@@ -27,7 +27,7 @@ def test_multinomial_log_likelihood_against_direct_computation():
     assert log_likelihood(logits, x, "logistic").item() == pytest.approx(
         float((x * p.log() + (1 - x) * (1 - p).log()).sum())
     )
-    assert log_likelihood(logits, x, "gaussian").item() == pytest.approx(float(-0.5 * ((p - x) ** 2).sum()))
+    assert log_likelihood(logits, x, "gaussian").item() == pytest.approx(float(-0.5 * ((logits - x) ** 2).sum()))
     with pytest.raises(ValueError, match="unknown likelihood"):
         log_likelihood(logits, x, "poisson")
 
@@ -119,3 +119,40 @@ def test_ease_closed_form():
         assert torch.allclose(b[others, j], w, atol=1e-8)
     with pytest.raises(ValueError):
         ease_weights(x, 0.0)
+
+
+def test_gaussian_likelihood_weighs_observed_and_unobserved_entries():
+    f = torch.tensor([[0.3, -1.0, 2.0, 0.5]], dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    c0, c1 = 0.5, 7.0
+    # -Σ_i c_{x_i}/2 (x_i - f_i)^2 with c_1 on the clicks, c_0 elsewhere; f is not squashed
+    direct = -(c1 / 2 * (0.7**2 + 1.0**2) + c0 / 2 * (1.0**2 + 0.5**2))
+    assert log_likelihood(f, x, "gaussian", confidence=(c0, c1)).item() == pytest.approx(direct)
+    # equal weights: the plain squared error; raising c_1 changes only the clicked entries' terms
+    assert log_likelihood(f, x, "gaussian").item() == pytest.approx(-0.5 * float(((x - f) ** 2).sum()))
+    f2 = f.clone()
+    f2[0, 1] = 3.0  # an unclicked entry moves: the change is weighted by c_0 alone
+    change = log_likelihood(f2, x, "gaussian", (c0, c1)) - log_likelihood(f, x, "gaussian", (c0, c1))
+    assert change.item() == pytest.approx(-c0 / 2 * (3.0**2 - 1.0**2))
+    with pytest.raises(ValueError, match="confidence"):
+        log_likelihood(f, x, "gaussian", confidence=(0.0, 1.0))
+
+
+def test_models_train_with_the_weighted_gaussian_likelihood():
+    x = (torch.rand(6, 12, generator=torch.Generator().manual_seed(1)) > 0.6).float()
+    torch.manual_seed(0)
+    vae = MultVAE(12, hidden=(8,), latent=3, likelihood="gaussian", confidence=(1.0, 10.0))
+    vae.eval()  # z = mu, no dropout: the loss is a function of the logits only
+    with torch.no_grad():
+        logits, mu, log_var = vae(x)
+        kl = 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
+        weight = 1.0 + 9.0 * x
+        direct = (0.5 * (weight * (x - logits) ** 2).sum(-1) + 0.3 * kl).mean()
+        assert float(vae.loss(x, 0.3)) == pytest.approx(float(direct), rel=1e-5)
+    dae = MultDAE(12, hidden=(8, 4), likelihood="gaussian", confidence=(1.0, 10.0))
+    dae.eval()
+    unweighted = MultDAE(12, hidden=(8, 4), likelihood="gaussian")
+    unweighted.load_state_dict(dae.state_dict())
+    unweighted.eval()
+    with torch.no_grad():
+        assert float(dae.loss(x)) > float(unweighted.loss(x))  # the clicks' errors count ten times

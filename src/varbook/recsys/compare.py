@@ -7,6 +7,7 @@ r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models 
 * :func:`ndcg_by_activity`: the NDCG of each activity group of test users (how many clicks they
   folded in);
 * :func:`baselines`: EASE and popularity, which need no training;
+* :func:`peak_beta`: the paper's recipe for β's cap (the β where validation NDCG peaks when annealing to 1);
 * the negative controls of the chapter's claims: two deliberately wrong Mult-VAEs
   (:class:`BetaOnLikelihoodVAE`, :class:`UserSoftmaxVAE`, named by :attr:`Variant.mistake`)
   and an evaluation whose fold-in rows are misaligned with the held-out ones (:func:`misaligned`).
@@ -14,8 +15,9 @@ r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ from ..vi.kl import gaussian_kl_standard
 from .baselines import EASE, Popularity
 from .metrics import ndcg_at_k, recall_at_k
 from .mult_vae import FitResult, MultDAE, MultVAE, Scorer, fit, log_likelihood, rank_scores
-from .split import HeldOut, StrongSplit
+from .split import HeldOut, StrongSplit, strong_generalization_split
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Variant:
     β rises linearly to ``cap`` over ``total_anneal_steps`` updates (``None``: the whole run;
     ``0``: constant β = ``cap``); the Mult-DAE (``dae=True``) has no KL term and ignores β.
     ``mistake`` names a deliberately wrong Mult-VAE of :data:`MISTAKES`, for negative controls.
+    ``confidence`` :math:`(c_0,c_1)` weighs the Gaussian likelihood's unobserved and observed entries.
     """
 
     likelihood: str = "mult"
@@ -42,6 +45,7 @@ class Variant:
     total_anneal_steps: int | None = None
     dae: bool = False
     mistake: str | None = None
+    confidence: tuple[float, float] = (1.0, 1.0)
 
 
 class BetaOnLikelihoodVAE(MultVAE):
@@ -102,10 +106,12 @@ def fit_variants(
     for name, v in runtime.progress(variants.items(), desc=desc, disable=desc is None):
         runtime.seed_all(seed)
         if v.dae:
-            model: MultVAE | MultDAE = MultDAE(split.n_items, hidden=dae_hidden, likelihood=v.likelihood)
+            model: MultVAE | MultDAE = MultDAE(
+                split.n_items, hidden=dae_hidden, likelihood=v.likelihood, confidence=v.confidence
+            )
         else:
             cls = MultVAE if v.mistake is None else MISTAKES[runtime.check_choice("mistake", v.mistake, MISTAKES)]
-            model = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood)
+            model = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood, confidence=v.confidence)
         fits[name] = fit(
             model.to(device),
             split.train,
@@ -118,6 +124,17 @@ def fit_variants(
             generator=torch.Generator().manual_seed(seed),
         )
     return fits
+
+
+def peak_beta(history: FitResult) -> float:
+    """The β of the epoch with the best validation NDCG in a run annealed towards 1 :cite:`liang2018variational`.
+
+    The paper's recipe for the cap: anneal β from 0 to 1, read the β at which the validation
+    metric peaks, and retrain with β capped there. ``history`` logs β at the end of each epoch.
+    """
+    if not history.get("val_ndcg"):
+        raise ValueError("the run logged no epoch")
+    return history["beta"][history["val_ndcg"].index(max(history["val_ndcg"]))]
 
 
 def held_out_metrics(model: Scorer, held: HeldOut, k: int = 100, recall_at: Sequence[int] = (20, 50)) -> dict:
@@ -176,3 +193,76 @@ def ndcg_by_activity(
 def baselines(train: torch.Tensor, lam: float = 200.0) -> dict[str, Scorer]:
     """The two baselines that need no training: EASE (ridge ``lam``) :cite:`steck2019embarrassingly` and popularity."""
     return {f"EASE (λ = {lam:g})": EASE(train, lam), "popularity": Popularity(train)}
+
+
+def paired_gap(per_user: dict[str, dict[str, torch.Tensor]], a: str, b: str) -> tuple[float, float]:
+    r"""Mean difference of model ``a``'s and ``b``'s first metric over the same users, and its standard error.
+
+    The standard error is :math:`\hat\sigma(d)/\sqrt n` of the per-user differences :math:`d`: the
+    noise of the gap from the choice of test users (the two models rank the same users).
+    """
+    da, db = next(iter(per_user[a].values())), next(iter(per_user[b].values()))
+    d = (da - db).double()
+    return float(d.mean()), float(d.std() / len(d) ** 0.5)
+
+
+@dataclass
+class SplitsResult:
+    """What :func:`compare_on_splits` returns, averaged over the random splits.
+
+    ``table``: each model's mean metrics (:func:`summarise`); ``by_activity``: each model's NDCG
+    per activity quintile (:func:`ndcg_by_activity`); ``curves``: the validation curve of each
+    split's run annealed to β = 1; ``peaks``: the β* read from each curve (:func:`peak_beta`).
+    """
+
+    table: dict[str, dict[str, float]]
+    by_activity: dict[str, list[float]]
+    curves: list[FitResult] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)
+
+
+RECIPE = "Mult-VAE (β annealed to β*)"
+"""The name :func:`compare_on_splits` gives the Mult-VAE retrained with the cap read from the peak."""
+
+
+def compare_on_splits(
+    clicks: torch.Tensor,
+    variants: dict[str, Variant],
+    *,
+    n_splits: int,
+    n_held: int,
+    k: int,
+    seed: int,
+    recall_at: Sequence[int] = (20, 50),
+    anneal_to_one: str | None = None,
+    baselines_for: Callable[[torch.Tensor], dict[str, Scorer]] = baselines,
+    device: torch.device | str | None = None,
+    desc: str | None = None,
+    **architecture: Any,
+) -> SplitsResult:
+    """Train and rank every variant on ``n_splits`` strong-generalisation splits of ``clicks``, and average.
+
+    Split ``s`` holds out ``n_held`` validation and ``n_held`` test users with seed ``seed + s``;
+    ``architecture`` (``hidden``, ``latent``, ``dae_hidden``, ``epochs``, ``batch_size``) goes to
+    :func:`fit_variants`; the table has NDCG@``k`` and Recall@``recall_at``. ``anneal_to_one`` names the variant annealed to β = 1: its run is kept
+    as a curve, not ranked, and the paper's recipe retrains a Mult-VAE capped at its peak β*
+    (:data:`RECIPE`). ``baselines_for`` builds the untrained baselines from the training clicks.
+    """
+    tables, groups, result = [], [], SplitsResult({}, {})
+    for s in range(n_splits):
+        sp = strong_generalization_split(clicks, n_held, n_held, seed=seed + s).to(device)
+        label = None if desc is None else f"{desc} {s + 1}"
+        fits = fit_variants(variants, sp, k=k, seed=seed + s, device=device, desc=label, **architecture)
+        if anneal_to_one is not None:
+            curve = fits.pop(anneal_to_one)
+            result.curves.append(curve)
+            result.peaks.append(peak_beta(curve))
+            recipe = {RECIPE: Variant("mult", cap=result.peaks[-1])}
+            fits |= fit_variants(recipe, sp, k=k, seed=seed + s, device=device, **architecture)
+        models = {n: cast(Scorer, f.model) for n, f in fits.items()} | baselines_for(sp.train)
+        per_user = {n: held_out_metrics(m, sp.test, k, recall_at) for n, m in models.items()}
+        tables.append(summarise(per_user))
+        groups.append(ndcg_by_activity(per_user, sp.test.fold_in))
+    result.table = {n: {m: sum(t[n][m] for t in tables) / n_splits for m in tables[0][n]} for n in tables[0]}
+    result.by_activity = {n: [sum(g[n][q] for g in groups) / n_splits for q in range(5)] for n in groups[0]}
+    return result

@@ -36,16 +36,28 @@ from .split import HeldOut
 LIKELIHOODS = ("mult", "gaussian", "logistic")
 
 
-def log_likelihood(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "mult") -> torch.Tensor:
-    r"""Per-user log-likelihood (up to constants) of clicks ``x`` given decoder ``logits``.
+def log_likelihood(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    likelihood: str = "mult",
+    confidence: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
+    r"""Per-user log-likelihood (up to constants) of clicks ``x`` given decoder outputs ``logits`` :math:`f`.
 
-    ``mult``: :math:`\sum_i x_i\log\mathrm{softmax}(f)_i`; ``gaussian``:
-    :math:`-\frac12\sum_i(x_i-\sigma(f_i))^2`; ``logistic``: :math:`\sum_i\log\mathrm{Bern}(x_i;\sigma(f_i))`.
+    ``mult``: :math:`\sum_i x_i\log\mathrm{softmax}(f)_i`; ``logistic``:
+    :math:`\sum_i\log\mathrm{Bern}(x_i;\sigma(f_i))`; ``gaussian``: the weighted squared error
+    :math:`-\sum_i\frac{c_{x_i}}{2}(x_i-f_i)^2` of :cite:`liang2018variational`, with
+    ``confidence`` :math:`=(c_0,c_1)` the weights of the unobserved and the observed entries
+    (:math:`c_1>c_0` in the convention of weighted matrix factorisation, :cite:`hu2008collaborative`).
     """
     if likelihood == "mult":
         return (F.log_softmax(logits, -1) * x).sum(-1)
     if likelihood == "gaussian":
-        return -0.5 * ((torch.sigmoid(logits) - x) ** 2).sum(-1)
+        c0, c1 = confidence
+        if c0 <= 0 or c1 <= 0:
+            raise ValueError(f"confidence weights must be positive, got {confidence}")
+        weight = c0 + (c1 - c0) * x  # c_{x_ui}: c_1 on a click, c_0 elsewhere
+        return -0.5 * (weight * (x - logits) ** 2).sum(-1)
     check_choice("likelihood", likelihood, LIKELIHOODS)
     return bernoulli_log_likelihood(logits, x)  # logistic
 
@@ -81,7 +93,11 @@ class _Recommender(nn.Module):
 
 
 class MultVAE(_Recommender):
-    """Encoder ``[I, *hidden, 2 K]`` and decoder ``[K, *reversed(hidden), I]`` with tanh, input dropout."""
+    """Encoder ``[I, *hidden, 2 K]`` and decoder ``[K, *reversed(hidden), I]`` with tanh, input dropout.
+
+    ``likelihood`` is one of :data:`LIKELIHOODS`; ``confidence`` :math:`(c_0,c_1)` weighs the
+    Gaussian one (:func:`log_likelihood`).
+    """
 
     def __init__(
         self,
@@ -90,13 +106,14 @@ class MultVAE(_Recommender):
         latent: int = 200,
         dropout: float = 0.5,
         likelihood: str = "mult",
+        confidence: tuple[float, float] = (1.0, 1.0),
     ):
         super().__init__()
         _check_likelihood(likelihood)
         self.encoder = MLP(n_items, list(hidden), 2 * latent, activation=nn.Tanh)
         self.decoder = MLP(latent, list(reversed(hidden)), n_items, activation=nn.Tanh)
         self.drop = nn.Dropout(dropout)
-        self.likelihood = likelihood
+        self.likelihood, self.confidence = likelihood, confidence
         _init(self)
 
     def forward(
@@ -114,7 +131,8 @@ class MultVAE(_Recommender):
         """The negative β-ELBO averaged over users (log-likelihood summed over items)."""
         logits, mu, log_var = self(x)
         # -(Σ_i x_i log π_i(z) - β KL(q(z|x) || N(0, I))), one z ~ q per user
-        return (-log_likelihood(logits, x, self.likelihood) + beta * gaussian_kl_standard(mu, log_var)).mean()
+        log_lik = log_likelihood(logits, x, self.likelihood, self.confidence)
+        return (-log_lik + beta * gaussian_kl_standard(mu, log_var)).mean()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)[0]
@@ -130,6 +148,7 @@ class MultDAE(_Recommender):
         dropout: float = 0.5,
         l2: float = 0.01,
         likelihood: str = "mult",
+        confidence: tuple[float, float] = (1.0, 1.0),
     ):
         super().__init__()
         _check_likelihood(likelihood)
@@ -137,7 +156,7 @@ class MultDAE(_Recommender):
         self.encoder = nn.Sequential(MLP(n_items, sizes[:-1], sizes[-1], activation=nn.Tanh), nn.Tanh())
         self.decoder = nn.Linear(sizes[-1], n_items)
         self.drop = nn.Dropout(dropout)
-        self.l2, self.likelihood = l2, likelihood
+        self.l2, self.likelihood, self.confidence = l2, likelihood, confidence
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +165,8 @@ class MultDAE(_Recommender):
     def loss(self, x: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
         """Negative log-likelihood averaged over users plus ``l2 / batch`` times the squared weights (``beta`` unused)."""
         penalty = sum((p**2).sum() for n, p in self.named_parameters() if n.endswith("weight"))
-        return -log_likelihood(self(x), x, self.likelihood).mean() + self.l2 / x.shape[0] * penalty
+        log_lik = log_likelihood(self(x), x, self.likelihood, self.confidence)
+        return -log_lik.mean() + self.l2 / x.shape[0] * penalty
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
