@@ -213,8 +213,12 @@ def test_fine_tune_samplers_is_reproducible_and_leaves_the_backbone_alone():
     out = fine_tune_samplers(backbone, train, test, ["exact", "wta_crs"], steps=3, seed=1)
     again = fine_tune_samplers(backbone, train, test, ["wta_crs"], steps=3, seed=1)
     wrong = fine_tune_samplers(backbone, train, test, ["wta_crs"], steps=3, seed=1, misaligned=True)
-    assert list(out) == ["exact", "wta_crs"] and all(0 <= acc <= 1 and ms > 0 for acc, ms in out.values())
+    assert list(out) == ["exact", "wta_crs"] and all(0 <= run[0] <= 1 and run[1] > 0 for run in out.values())
     assert again["wta_crs"][0] == out["wta_crs"][0] and 0 <= wrong["wta_crs"][0] <= 1
+    # 3 steps of 32 lines over 16 training lines: every later step reuses cached norms
+    share_passes, share_rows = out["wta_crs"][2:]
+    assert share_passes == pytest.approx(2 / 3) and 0 < share_rows < share_passes
+    assert all(v != v for v in out["exact"][2:])  # nan: exact samples nothing
     assert all(torch.equal(p, q) for p, q in zip(before, backbone.parameters(), strict=True))
 
 
@@ -268,3 +272,208 @@ def test_squared_error_of_the_mean_is_about_one_for_unbiased_samplers():
     values = [monte_carlo_check(x, gy, k, "wta_crs", 500, generator=gen)[key] for _ in range(20)]
     assert 0.5 < sum(values) / len(values) < 1.5  # its expectation is 1
     assert monte_carlo_check(x, gy, k, "crs", 500, generator=gen, replacement=False)[key] > 6.635
+
+
+def _layer_backward_statistic(sampler, cache, n_calls=1000, misaligned=False, seed=0):
+    """n ‖mean of the layer's sampled ∇W − ∇W‖² / closed-form error, over ``n_calls`` real ``.backward()`` calls."""
+    g = torch.Generator().manual_seed(seed)
+    b, length, d_in, d_out = 4, 15, 5, 3
+    scale = torch.exp(1.2 * torch.randn(b, length, 1, generator=g, dtype=F64))  # heavy rows
+    x = scale * torch.randn(b, length, d_in, generator=g, dtype=F64)
+    c = torch.randn(b, length, d_out, generator=g, dtype=F64)  # the upstream gradient dY
+    c[:, -3:] = 0  # padding-like tokens with no gradient
+    layer = ApproxLinear(d_in, d_out, sampler=sampler, ratio=0.3, generator=g).double()
+    layer.misaligned = misaligned
+    layer.example_ids = torch.arange(b)
+    flat_x, flat_c = x.reshape(-1, d_in), c.reshape(-1, d_out)
+    exact = flat_c.T @ flat_x
+    total = torch.zeros_like(exact)
+    for _ in range(n_calls):
+        layer._cache = dict(cache)  # the same cache before every call (backward overwrites it)
+        layer.weight.grad = None
+        (layer(x) * c).sum().backward()
+        total += layer.weight.grad
+    layer._cache = dict(cache)
+    p = optimal_probabilities(flat_x, layer.cached_grad_norms(b * length, "cpu"))
+    closed = expected_error(flat_x, flat_c, sample_size(b * length, 0.3), sampler, p)
+    layer.winners = winner_count(p, sample_size(b * length, 0.3))
+    return n_calls * float(((total / n_calls - exact) ** 2).sum()) / closed, layer
+
+
+@pytest.mark.parametrize("sampler", ["crs", "wta_crs"])
+@pytest.mark.parametrize("cached", ["none", "all", "some"])
+def test_layer_backward_is_unbiased_over_many_calls(sampler, cached):
+    """The layer's own backward (not a helper) averages to ∇W, with no cache, a full one, or a partial one."""
+    g = torch.Generator().manual_seed(5)
+    stale = {i: (torch.rand(15, generator=g, dtype=F64) + 0.1) for i in range(4)}  # stale, wrong-ish norms
+    for row in stale.values():
+        row[-3:] = 0
+    cache = {"none": {}, "all": stale, "some": {i: stale[i] for i in (0, 2)}}[cached]
+    stat, layer = _layer_backward_statistic(sampler, cache)
+    # its expectation is 1; above 6.635 (the 99 % point of chi2_1) at most 1 % of the time when unbiased
+    assert stat < 6.635
+    assert sampler == "crs" or layer.winners > 0  # WTA-CRS keeps some rows exactly here: it is not CRS
+    assert layer.usage["passes"] == 1001 and layer.usage["with_norms"] == (0 if cached == "none" else 1001)
+
+
+def test_layer_backward_statistic_rejects_the_misaligned_backward():
+    stat, _ = _layer_backward_statistic("wta_crs", {}, n_calls=1000, misaligned=True)
+    assert stat > 100 * 6.635
+
+
+def test_cached_norms_fall_back_per_example():
+    layer = ApproxLinear(3, 2, sampler="wta_crs")
+    layer.example_ids = torch.tensor([0, 1, 2])
+    assert layer.cached_grad_norms(12, "cpu") is None  # nothing cached: input norms only
+    layer._cache = {1: torch.tensor([2.0, 4.0, 0.0, 0.0])}
+    norms = layer.cached_grad_norms(12, "cpu")
+    # example 1 keeps its own norms; 0 and 2 get the mean of the non-zero cached norms, 3
+    assert norms.tolist() == [3.0] * 4 + [2.0, 4.0, 0.0, 0.0] + [3.0] * 4
+    assert layer.usage == {"passes": 2, "with_norms": 1, "rows": 24, "rows_cached": 4}
+    assert layer.cached_grad_norms(10, "cpu") is None  # rows do not split into the examples
+
+
+@pytest.mark.parametrize("sampler", ["crs", "wta_crs"])
+def test_sample_batched_rows_are_unbiased_with_the_closed_form_error(sampler):
+    from varbook.llm.wta_crs import sample_batched
+
+    rows = [heavy_rows(40, seed=s) for s in range(3)]
+    p = torch.stack([optimal_probabilities(x, gy) for x, gy in rows])
+    k = sample_size(40, 0.3)
+    gen = torch.Generator().manual_seed(0)
+    n_draws = 3000
+    sq = torch.zeros(3, dtype=F64)
+    if sampler == "wta_crs":
+        assert all(winner_count(p[r], k) > 0 for r in range(3))  # heavy rows: some winners
+    totals = [torch.zeros(4, 5, dtype=F64) for _ in rows]
+    for _ in range(n_draws):
+        idx, w = sample_batched(p, k, sampler, gen)
+        assert idx.shape == w.shape == (3, k)
+        for r, (x, gy) in enumerate(rows):
+            est = (gy[idx[r]] * w[r, :, None]).T @ x[idx[r]]
+            totals[r] += est
+            sq[r] += ((est - gy.T @ x) ** 2).sum()
+    for r, (x, gy) in enumerate(rows):
+        closed = expected_error(x, gy, k, sampler, p[r])
+        assert float(sq[r]) / n_draws == pytest.approx(closed, rel=0.1)
+        stat = n_draws * float(((totals[r] / n_draws - gy.T @ x) ** 2).sum()) / closed
+        assert stat < 6.635
+    if sampler == "wta_crs":  # the winners come first, with weight 1, as many as winner_count says
+        idx, w = sample_batched(p, k, sampler, gen)
+        for r in range(3):
+            c = winner_count(p[r], k)
+            assert torch.equal(idx[r, :c], p[r].topk(c).indices) and bool((w[r, :c] == 1).all())
+
+
+@pytest.mark.parametrize("sample_a", [True, False])
+def test_approx_matmul_backward_is_unbiased_and_stores_less(sample_a):
+    from varbook.llm.wta_crs import ApproxMatmul
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 12, 5, dtype=F64, generator=g) * torch.exp(torch.randn(3, 12, 1, dtype=F64, generator=g))
+    b = torch.randn(3, 5, 14, dtype=F64, generator=g)
+    c = torch.randn(3, 12, 14, dtype=F64, generator=g)  # the upstream gradient
+    exact_a, exact_b = c @ b.transpose(1, 2), a.transpose(1, 2) @ c
+    mod = ApproxMatmul("wta_crs", 0.3, generator=g, sample_a=sample_a)
+    a_, b_ = a.clone().requires_grad_(), b.clone().requires_grad_()
+    n = 2000
+    sums = [torch.zeros_like(a), torch.zeros_like(b)]
+    squares = [torch.zeros_like(a), torch.zeros_like(b)]
+    for _ in range(n):
+        a_.grad = b_.grad = None
+        out = mod(a_, b_)
+        (out * c).sum().backward()
+        for s, q, grad in zip(sums, squares, (a_.grad, b_.grad), strict=True):
+            s += grad
+            q += grad**2
+    assert torch.allclose(out, a @ b)  # the forward pass is exact
+    for s, q, exact in zip(sums, squares, (exact_a, exact_b), strict=True):
+        mean, var = s / n, (q / n - (s / n) ** 2).clamp_min(0)
+        if bool((var < 1e-20).all()):  # not sampled: exact every time
+            assert torch.allclose(mean, exact)
+            continue
+        z = (mean - exact) / (var / n).sqrt().clamp_min(1e-12)
+        assert z.abs().max() < bonferroni_z(exact.numel(), alpha=0.001)
+    assert sample_a or torch.allclose(sums[1] / n, exact_b)  # A stored whole: grad B exact
+    with SavedBytes() as meter:
+        mod(a_, b_)
+    with SavedBytes() as whole:
+        a_ @ b_
+    assert meter.bytes < whole.bytes
+    mod.sampler = "exact"
+    a_.grad = b_.grad = None
+    (mod(a_, b_) * c).sum().backward()
+    assert torch.allclose(a_.grad, exact_a) and torch.allclose(b_.grad, exact_b)
+
+
+def test_checkpointing_keeps_outputs_and_gradients_and_stores_less():
+    from varbook.llm.charlm import fresh_classifier
+    from varbook.llm.wta_crs import approx_linear_factory, approx_matmul_factory, with_checkpointing
+    from varbook.nn.transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    lm = TinyTransformer(
+        12,
+        16,
+        2,
+        2,
+        max_len=10,
+        linear_factory=approx_linear_factory("exact", 0.3),
+        matmul_factory=approx_matmul_factory("exact", 0.3),
+    )
+    model = fresh_classifier(lm, 3)
+    ckpt = with_checkpointing(model)
+    x = torch.randint(2, 12, (4, 10))
+    mask = torch.ones_like(x, dtype=torch.bool)
+    assert torch.allclose(model(x, mask), ckpt(x, mask))
+    for m in (model, ckpt):
+        m.zero_grad()
+        m(x, mask).pow(2).sum().backward()
+    for p, q in zip(model.parameters(), ckpt.parameters(), strict=True):
+        assert (p.grad is None and q.grad is None) or torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert saved_bytes(ckpt, "exact", 1.0, x, mask) < saved_bytes(model, "exact", 1.0, x, mask) / 3
+
+
+def test_lora_saved_bytes_with_peft():
+    pytest.importorskip("peft")
+    from varbook.llm.charlm import fresh_classifier
+    from varbook.llm.wta_crs import approx_linear_factory, lora_saved_bytes
+    from varbook.nn.transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    lm = TinyTransformer(12, 16, 1, 2, max_len=20, linear_factory=approx_linear_factory("exact", 0.3))
+    model = fresh_classifier(lm, 3)
+    x = torch.randint(2, 12, (8, 20))
+    out = lora_saved_bytes(model, (x, torch.ones_like(x, dtype=torch.bool)), rank=2)
+    lora, lora_wta = out.values()
+    assert lora_wta < 0.8 * lora  # the adapters' inputs are sampled
+    assert all(p.grad is None for p in model.parameters())  # the model itself is untouched
+
+
+def test_memory_comparison_rows_and_the_explicit_baseline():
+    from varbook.llm.charlm import fresh_classifier
+    from varbook.llm.wta_crs import ApproxMatmul, approx_linear_factory, approx_matmul_factory, memory_comparison
+    from varbook.nn.transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    lm = TinyTransformer(
+        12,
+        16,
+        1,
+        2,
+        max_len=40,
+        linear_factory=approx_linear_factory("exact", 0.3),
+        matmul_factory=approx_matmul_factory("exact", 0.3),
+    )
+    model = fresh_classifier(lm, 3)
+    x = torch.randint(2, 12, (8, 40))
+    memory = memory_comparison(model, (x, torch.ones_like(x, dtype=torch.bool)), lora_rank=2)
+    explicit = memory["exact, attention weights stored"]
+    assert explicit > memory["exact @ 1.0"]  # the fused kernel keeps no attention weights
+    assert memory["wta_crs @ 0.1"] < memory["wta_crs @ 0.3"] < explicit
+    # linear layers only: the attention stays on the fused kernel, which keeps no attention weights
+    assert memory["wta_crs @ 0.3, linear layers only"] < memory["exact @ 1.0"]
+    assert memory["exact, checkpointed blocks"] < min(
+        memory["wta_crs @ 0.1"], memory["wta_crs @ 0.3, linear layers only"]
+    )
+    assert all(m.fused_when_exact and m.sampler == "exact" for m in model.modules() if isinstance(m, ApproxMatmul))

@@ -55,3 +55,26 @@ def test_linear_factory_is_used():
 
     TinyTransformer(5, d_model=8, n_layers=2, n_heads=2, linear_factory=factory)
     assert roles.count("qkv") == 2 and roles.count("ff_out") == 2 and roles[-1] == "head"
+
+
+def test_matmul_factory_gives_the_same_attention():
+    torch.manual_seed(0)
+    plain = TinyTransformer(11, 16, 2, 4, max_len=12)
+    calls = []
+
+    def matmul(role):
+        calls.append(role)
+        return lambda a, b: a @ b
+
+    explicit = TinyTransformer(11, 16, 2, 4, max_len=12, matmul_factory=matmul)
+    explicit.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 11, (3, 12))
+    mask = torch.rand(3, 12) > 0.3
+    mask[:, 0] = True
+    assert calls == ["attn_scores", "attn_values"] * 2
+    assert torch.allclose(plain(x), explicit(x), atol=1e-5)
+    assert torch.allclose(plain(x, mask), explicit(x, mask), atol=1e-5)
+    bidirectional = TinyTransformer(11, 16, 1, 4, max_len=12, causal=False)
+    both = TinyTransformer(11, 16, 1, 4, max_len=12, causal=False, matmul_factory=matmul)
+    both.load_state_dict(bidirectional.state_dict())
+    assert torch.allclose(bidirectional(x, mask), both(x, mask), atol=1e-5)

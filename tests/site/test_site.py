@@ -173,3 +173,147 @@ def test_claims_table_scrolls_in_its_own_box_on_a_phone(server, browser, page_na
     assert box is not None, f"{page_name}: no claims table"
     assert box["overflow"] in ("auto", "scroll"), f"{page_name}: the claims table does not scroll in its box"
     assert box["right"] <= box["page"] + 1, f"{page_name}: the claims table's box overflows the page: {box}"
+
+
+STUDENT = ROOT / "_build" / "html-student"
+
+
+@pytest.mark.parametrize("page_name", sorted(CHAPTER_PAGES))
+def test_solutions_are_folded_and_open_on_a_click(server, browser, page_name):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    _offline(page)
+    page.goto(f"{server}/{page_name}.html", wait_until="load", timeout=120_000)
+    solutions = page.locator("div.solution")
+    assert solutions.count() >= 3, f"{page_name}: {solutions.count()} solution(s) on the page"
+    first = solutions.first
+    body = first.locator("section, p").first
+    assert not body.is_visible(), f"{page_name}: the first solution is not folded"
+    first.locator(".admonition-title").click()
+    page.wait_for_timeout(300)
+    assert body.is_visible(), f"{page_name}: the solution did not open on a click"
+    context.close()
+
+
+def test_student_edition_has_no_solutions():
+    from bs4 import BeautifulSoup
+
+    _need(STUDENT.joinpath("index.html").exists(), "the student edition is not built: run `make site` first")
+    _need(HTML.joinpath("index.html").exists(), "the instructor edition is not built: run `make site` first")
+    for slug_page in sorted(CHAPTER_PAGES):
+        teacher = BeautifulSoup((HTML / f"{slug_page}.html").read_text(encoding="utf-8"), "html.parser")
+        student_html = (STUDENT / f"{slug_page}.html").read_text(encoding="utf-8")
+        student = BeautifulSoup(student_html, "html.parser")
+        answers = [" ".join(d.get_text(" ").split()) for d in teacher.select("div.solution")]
+        assert answers, f"{slug_page}: the instructor edition shows no solution"
+        assert student.select("div.exercise"), f"{slug_page}: the student edition lost the exercises"
+        assert not student.select("div.solution"), f"{slug_page}: a solution block in the student edition"
+        text = " ".join(student.get_text(" ").split())
+        for answer in answers:
+            body = answer.split(" ", 4)[-1][:60]  # past the title "Solution to Exercise n"
+            assert body not in text, f"{slug_page}: solution text in the student edition: {body!r}"
+    notebooks = sorted(STUDENT.rglob("*.ipynb"))
+    assert len(notebooks) >= len(CHAPTER_PAGES), "the student edition's notebooks are missing"
+    for nb in notebooks:
+        assert "{solution" not in nb.read_text(encoding="utf-8"), f"{nb.name}: a solution in a downloadable notebook"
+
+
+@pytest.mark.parametrize("kind", ["primary", "secondary"])
+def test_phone_drawers_open(server, browser, kind):
+    """At 420 px the menu button opens the site navigation and the contents button the page's contents."""
+    context = browser.new_context(viewport={"width": 420, "height": 860})
+    page = context.new_page()
+    _offline(page)
+    page.goto(f"{server}/book/gradients/straight_through.html", wait_until="load", timeout=120_000)
+    page.locator(f".{kind}-toggle:visible").first.click()
+    page.wait_for_timeout(400)
+    assert page.evaluate(f"document.getElementById('pst-{kind}-sidebar-modal').open"), f"the {kind} drawer did not open"
+    links = page.locator(f"#pst-{kind}-sidebar-modal a:visible")
+    assert links.count() > 0, f"the {kind} drawer shows no link"
+    context.close()
+
+
+def test_sidebar_collapses_on_a_wide_screen(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    _offline(page)
+    page.goto(f"{server}/book/gradients/straight_through.html", wait_until="load", timeout=120_000)
+    hidden = "document.getElementById('pst-primary-sidebar').classList.contains('pst-sidebar-hidden')"
+    assert not page.evaluate(hidden)
+    page.locator(".primary-toggle:visible").first.click()
+    page.wait_for_timeout(400)
+    assert page.evaluate(hidden), "the sidebar did not collapse"
+    assert not page.locator("#pst-primary-sidebar").is_visible()
+    context.close()
+
+
+def test_dashboard_matrix_links_each_chapter_to_its_check(server, browser):
+    context = browser.new_context(viewport={"width": 420, "height": 860})
+    page = context.new_page()
+    _offline(page)
+    page.goto(f"{server}/book/reproducibility.html", wait_until="load", timeout=120_000)
+    rows = page.locator("table.varbook-matrix tbody tr")
+    assert rows.count() >= len(CHAPTER_PAGES), "the matrix lacks chapters"
+    links = page.locator("table.varbook-matrix a")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert len(hrefs) >= len(CHAPTER_PAGES) and all(h.endswith("#reproduction-check") for h in hrefs)
+    wide = page.evaluate(
+        "() => Array.from(document.querySelectorAll('div.varbook-table-wrap'))"
+        ".filter(d => d.getBoundingClientRect().right > document.documentElement.clientWidth + 1).length"
+    )
+    assert wide == 0, "a table's box overflows the page at 420 px"
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+    page.goto(f"{server}/book/{hrefs[0]}", wait_until="load", timeout=120_000)
+    assert page.locator("#reproduction-check").count() == 1, "the link does not reach the reproduction check"
+    context.close()
+
+
+def test_no_build_path_in_any_file_of_the_site():
+    _need(HTML.joinpath("index.html").exists(), "the site is not built: run `make site` first")
+    marker = str(ROOT.resolve())
+    leaks = []
+    for path in HTML.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".ipynb", ".md", ".txt", ".js", ".json", ".py"):
+            if marker in path.read_text(encoding="utf-8", errors="ignore"):
+                leaks.append(str(path.relative_to(HTML)))
+    assert not leaks, f"{len(leaks)} file(s) of the site name the build's folder {marker}: {leaks[:5]}"
+
+
+def test_chapter_pages_offer_the_reader_notebook_and_source(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    _offline(page)
+    for page_name in sorted(CHAPTER_PAGES):
+        slug = page_name.rsplit("/", 1)[-1]
+        page.goto(f"{server}/{page_name}.html", wait_until="domcontentloaded", timeout=120_000)
+        for name in (f"{slug}.reader.ipynb", f"{slug}.source.md"):
+            link = page.query_selector(f"a[href$='{name}']")
+            assert link is not None, f"{page_name}: no download of {name}"
+            got = page.request.get(page.evaluate("a => a.href", link))
+            assert got.status == 200, f"{page_name}: {name} does not download"
+    context.close()
+
+
+def test_reader_notebook_runs_outside_the_build(tmp_path):
+    """A downloaded reader notebook runs with papermill in a folder of its own (the fastest chapter)."""
+    import json
+
+    import papermill
+
+    _need(HTML.joinpath("index.html").exists(), "the site is not built: run `make site` first")
+    records = {p.stem: json.loads(p.read_text()) for p in (ROOT / "_build" / "results" / "smoke").glob("*.json")}
+    slug = min(records, key=lambda s: records[s].get("wall_seconds", 1e9)) if records else "wta_crs"
+    (found,) = list((HTML / "_downloads").rglob(f"{slug}.reader.ipynb"))
+    notebook = tmp_path / found.name
+    notebook.write_bytes(found.read_bytes())
+    env = {"VARBOOK_RESULTS_DIR": str(tmp_path / "results")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False
+        )
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    assert (tmp_path / "results" / "smoke" / f"{slug}.json").exists(), "the reader notebook saved no claims record"

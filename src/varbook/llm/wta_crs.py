@@ -16,10 +16,12 @@ The input gradient :math:`\nabla Y\,W` and the bias gradient stay exact.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..nn.transformer import TinyTransformer
@@ -206,7 +208,9 @@ class ApproxLinear(nn.Linear):
 
     Row probabilities are :math:`\\propto\\lVert X_i\\rVert` times the output-gradient norms of the
     same examples cached from the last time they were seen (set ``example_ids`` of shape ``(B,)``
-    before the forward pass; without a cache, :math:`\\lVert X_i\\rVert` alone). Evaluation (no
+    before the forward pass). An example without a cache entry falls back on its own
+    (:meth:`cached_grad_norms`); with no entry for any example of the batch,
+    :math:`\\lVert X_i\\rVert` alone. Evaluation (no
     gradient) is an ordinary linear map. ``misaligned=True`` is a deliberately wrong backward pass
     (a negative control): an off-by-one in the kept indices pairs each kept input row with the
     output gradient of another token.
@@ -228,16 +232,36 @@ class ApproxLinear(nn.Linear):
         self.misaligned = False
         self.example_ids: torch.Tensor | None = None
         self._cache: dict[int, torch.Tensor] = {}
+        self.usage = {"passes": 0, "with_norms": 0, "rows": 0, "rows_cached": 0}
 
     def cached_grad_norms(self, n: int, device) -> torch.Tensor | None:
-        if self.example_ids is None or not self._cache:
+        r"""Per-token output-gradient norms of the current batch from the cache, or ``None`` if no example has any.
+
+        The fallback is per example: an example not seen before gets, on every token, the mean of
+        the non-zero cached norms of the batch, so its rows are weighted by :math:`\lVert X_i\rVert`
+        times a typical gradient norm while the other examples use their own cached norms. Only
+        when no example of the batch is cached does the layer fall back to
+        :math:`p_i\propto\lVert X_i\rVert` for the whole batch (``None``). ``usage`` counts the
+        sampled passes, those that used gradient norms, and the rows that had their own.
+        """
+        self.usage["passes"] += 1
+        self.usage["rows"] += n
+        if self.example_ids is None or not self._cache or n % len(self.example_ids):
             return None
         rows = [self._cache.get(int(i)) for i in self.example_ids]
-        kept = [r for r in rows if r is not None]
-        if len(kept) < len(rows):
+        seen = [r for r in rows if r is not None and r.numel() * len(rows) == n]
+        if not seen:
             return None
-        norms = torch.cat(kept).to(device)
-        return norms if norms.numel() == n and bool((norms > 0).any()) else None
+        known = torch.cat(seen)
+        typical = known[known > 0].mean() if bool((known > 0).any()) else None
+        if typical is None:
+            return None
+        per = n // len(rows)
+        fill = torch.full((per,), float(typical))
+        norms = torch.cat([r if r is not None and r.numel() == per else fill for r in rows]).to(device)
+        self.usage["with_norms"] += 1
+        self.usage["rows_cached"] += per * len(seen)
+        return norms
 
     def store_grad_norms(self, norms: torch.Tensor) -> None:
         if self.example_ids is None:
@@ -247,12 +271,137 @@ class ApproxLinear(nn.Linear):
             self._cache[i] = row
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled() or not (x.requires_grad or self.weight.requires_grad):
+        if not torch.is_grad_enabled() or not self.weight.requires_grad:  # no weight gradient: nothing to sample
             return F.linear(x, self.weight, self.bias)
         return _ApproxLinearFunction.apply(x, self.weight, self.bias, self)
 
 
-def approx_linear_factory(sampler: str, ratio: float, roles=("attn_out", "ff_in", "ff_out")):
+def sample_batched(
+    p: torch.Tensor, k: int, sampler: str, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":func:`sample_rows` for every row of ``p`` ``(R, n)`` at once: indices and weights, both ``(R, k)``.
+
+    Each row of ``p`` is a distribution over :math:`n` terms; the estimate of row :math:`r` is
+    :math:`\sum_t w_{rt}G_{r,\mathrm{idx}_{rt}}`. Samplers ``"crs"``, ``"uniform"`` and ``"wta_crs"``
+    (eq. wta-estimate, with the adaptive winner count of :func:`winner_count` per row); every
+    draw is with replacement, so every row keeps exactly ``k`` entries.
+    """
+    check_choice("sampler", sampler, ("uniform", "crs", "wta_crs"))
+    rows, n = p.shape
+    j = torch.arange(k, device=p.device)
+    if sampler == "uniform":
+        idx = randint(0, n, (rows, k), generator=generator, device=p.device)
+        return idx, torch.full((rows, k), n / k, dtype=p.dtype, device=p.device)
+    if sampler == "crs" or k < 2:
+        idx = multinomial(p, k, replacement=True, generator=generator)
+        return idx, 1.0 / (k * p.gather(1, idx))
+    top, order = p.sort(dim=1, descending=True)
+    score = (1 - top[:, : k - 1].cumsum(1)) / (k - 1 - j[:-1])  # |C| = 1 .. k - 1
+    best, at = score.min(1)
+    c = torch.where(best < 1.0 / k, at + 1, torch.zeros_like(at))  # the winner count of each row
+    is_winner = j[None, :] < c[:, None]
+    winners = order[:, :k]
+    rest = p.scatter(1, winners, torch.where(is_winner, 0.0, p.gather(1, winners)))
+    mass = rest.sum(1, keepdim=True)  # 1 - P_C
+    drawn = multinomial(rest / mass.clamp_min(torch.finfo(p.dtype).tiny), k, replacement=True, generator=generator)
+    idx = torch.where(is_winner, winners, drawn)
+    w = mass / ((k - c)[:, None] * p.gather(1, drawn))
+    return idx, torch.where(is_winner, torch.ones_like(w), w)
+
+
+def _keep(t: torch.Tensor, dim: int, sampler: str, ratio: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entries of ``t`` ``(R, ·, ·)`` along ``dim`` (1 or 2) kept for backward, scaled, and their indices."""
+    n = t.shape[dim]
+    k = sample_size(n, ratio)
+    with torch.no_grad():
+        score = t.detach().norm(dim=3 - dim).clamp_min(1e-12)  # the norm of each slice along dim
+        idx, w = sample_batched(score / score.sum(1, keepdim=True), k, sampler, generator)
+    if dim == 1:
+        return t.gather(1, idx[:, :, None].expand(-1, -1, t.shape[2])) * w[:, :, None].to(t.dtype), idx
+    return t.gather(2, idx[:, None, :].expand(-1, t.shape[1], -1)) * w[:, None, :].to(t.dtype), idx
+
+
+class _ApproxMatmulFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, module):
+        out = a @ b
+        batch = out.shape[:-2]
+        a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+        # grad_b = a^T dC sums over the rows of a; grad_a = dC b^T sums over the columns of b
+        if module.sample_a:
+            a_kept, ia = _keep(a3, 1, module.sampler, module.ratio, module.generator)
+        else:  # a is stored whole (and shared with whoever else keeps it)
+            a_kept, ia = a3, None
+        b_kept, ib = _keep(b3, 2, module.sampler, module.ratio, module.generator)
+        ctx.save_for_backward(a_kept, b_kept, ib)
+        ctx.ia = ia
+        ctx.shapes = batch, a.shape, b.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a_kept, b_kept, ib = ctx.saved_tensors
+        ia = ctx.ia
+        batch, a_shape, b_shape = ctx.shapes
+        g = grad_out.reshape(-1, *grad_out.shape[-2:])
+        g_rows = g if ia is None else g.gather(1, ia[:, :, None].expand(-1, -1, g.shape[2]))  # dC at a's kept rows
+        g_cols = g.gather(2, ib[:, None, :].expand(-1, g.shape[1], -1))  # dC at the kept columns of b
+        grad_b = a_kept.transpose(1, 2) @ g_rows
+        grad_a = g_cols @ b_kept.transpose(1, 2)
+        return grad_a.reshape(a_shape), grad_b.reshape(b_shape), None
+
+
+class ApproxMatmul(nn.Module):
+    r"""``a @ b`` (batched, e.g. the attention products :math:`QK^\top` and :math:`A\,V` per batch and head) whose backward keeps samples.
+
+    For :math:`C=AB`, :math:`\nabla B=A^\top\nabla C=\sum_i A_{i\cdot}^\top\nabla C_{i\cdot}` sums over the
+    rows of :math:`A` and :math:`\nabla A=\nabla C\,B^\top` over the columns of :math:`B`: each is
+    estimated as in eq. wta-estimate from ``k = ratio * n`` rows of :math:`A` (and columns of
+    :math:`B`) drawn per batch element and head with :math:`p\propto` their norms (there is no
+    gradient-norm cache for these products). Only the kept slices are stored. ``"exact"`` is an
+    ordinary ``a @ b``. ``sample_a=False`` stores :math:`A` whole and keeps :math:`\nabla B` exact:
+    for :math:`A\,V` the attention weights :math:`A` are kept anyway by the softmax's backward,
+    so a sampled copy would add memory instead of saving it. While exact, :attr:`is_exact` lets
+    :class:`~varbook.nn.transformer.TinyTransformer` compute attention with its fused kernel
+    (faster, and it keeps no attention weights); ``fused_when_exact = False`` keeps the explicit
+    products, which store the attention weights as the paper's baseline does.
+    """
+
+    def __init__(
+        self,
+        sampler: str = "exact",
+        ratio: float = 0.3,
+        generator: torch.Generator | None = None,
+        sample_a: bool = True,
+    ):
+        super().__init__()
+        _check_sampler(sampler)
+        _check_ratio(ratio)
+        self.sampler, self.ratio, self.generator, self.sample_a = sampler, ratio, generator, sample_a
+        self.fused_when_exact = True
+
+    @property
+    def is_exact(self) -> bool:
+        """Exact, and content to let the transformer use its fused attention kernel instead (see ``fused_when_exact``)."""
+        return self.sampler == "exact" and self.fused_when_exact
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        sampled = self.sampler in ("uniform", "crs", "wta_crs")  # top-k and exact: an exact product
+        if not sampled or not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad):
+            return a @ b
+        return _ApproxMatmulFunction.apply(a, b, self)
+
+
+def approx_matmul_factory(sampler: str, ratio: float) -> Callable[[str], nn.Module]:
+    r"""A ``matmul_factory`` for :class:`~varbook.nn.transformer.TinyTransformer`: the attention products sampled.
+
+    :math:`QK^\top` keeps sampled queries and keys; :math:`A\,V` keeps sampled columns of
+    :math:`V` and the attention weights whole (the softmax keeps them anyway).
+    """
+    return lambda role: ApproxMatmul(sampler, ratio, sample_a=role != "attn_values")
+
+
+def approx_linear_factory(sampler: str, ratio: float, roles=("qkv", "attn_out", "ff_in", "ff_out")):
     """A ``linear_factory`` for :class:`~varbook.nn.transformer.TinyTransformer` that makes the given roles approximate."""
 
     def factory(in_features: int, out_features: int, role: str) -> nn.Module:
@@ -263,13 +412,16 @@ def approx_linear_factory(sampler: str, ratio: float, roles=("attn_out", "ff_in"
     return factory
 
 
-def set_sampler(model: nn.Module, sampler: str, ratio: float | None = None) -> None:
-    """Switch every :class:`ApproxLinear` of ``model`` to ``sampler`` (and ``ratio``)."""
+def set_sampler(
+    model: nn.Module, sampler: str, ratio: float | None = None, kinds: tuple[type, ...] | None = None
+) -> None:
+    """Switch every :class:`ApproxLinear` and :class:`ApproxMatmul` of ``model`` (or those of ``kinds``) to ``sampler`` (and ``ratio``)."""
     _check_sampler(sampler)
     if ratio is not None:
         _check_ratio(ratio)
+    kinds = (ApproxLinear, ApproxMatmul) if kinds is None else kinds
     for m in model.modules():
-        if isinstance(m, ApproxLinear):
+        if isinstance(m, (ApproxLinear, ApproxMatmul)) and isinstance(m, kinds):
             m.sampler = sampler
             if ratio is not None:
                 m.ratio = ratio
@@ -429,15 +581,24 @@ def monte_carlo_check(
     }
 
 
-def saved_bytes(model: nn.Module, sampler: str, ratio: float, *inputs: torch.Tensor) -> int:
+def saved_bytes(
+    model: nn.Module, sampler: str, ratio: float, *inputs: torch.Tensor, kinds: tuple[type, ...] | None = None
+) -> int:
     """Bytes autograd keeps for backward in one forward pass of ``model(*inputs)`` with ``sampler``.
 
-    Every :class:`ApproxLinear` of ``model`` uses ``sampler`` at ``ratio`` for this pass and
-    gets its own sampler back afterwards; parameters are not counted (:class:`SavedBytes`).
+    Every :class:`ApproxLinear` and :class:`ApproxMatmul` of ``model`` (or only the module types in
+    ``kinds``) uses ``sampler`` at ``ratio`` for this pass and gets its own sampler back
+    afterwards; parameters are not counted (:class:`SavedBytes`).
     """
-    layers = [m for m in model.modules() if isinstance(m, ApproxLinear)]
+    _check_sampler(sampler)
+    _check_ratio(ratio)
+    kinds = (ApproxLinear, ApproxMatmul) if kinds is None else kinds
+    layers: list[ApproxLinear | ApproxMatmul] = [
+        m for m in model.modules() if isinstance(m, (ApproxLinear, ApproxMatmul)) and isinstance(m, kinds)
+    ]
     before = [(m.sampler, m.ratio) for m in layers]
-    set_sampler(model, sampler, ratio)
+    for m in layers:
+        m.sampler, m.ratio = sampler, ratio
     try:
         with SavedBytes(model.parameters()) as meter:
             out = model(*inputs)
@@ -446,6 +607,92 @@ def saved_bytes(model: nn.Module, sampler: str, ratio: float, *inputs: torch.Ten
         for m, (s, r) in zip(layers, before, strict=True):
             m.sampler, m.ratio = s, r
     return meter.bytes
+
+
+class _Checkpointed(nn.Module):
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, h: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.utils.checkpoint.checkpoint(self.block, h, padding_mask, use_reentrant=True)
+
+
+def with_checkpointing(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose transformer blocks recompute their activations in the backward pass.
+
+    Activation checkpointing (``torch.utils.checkpoint``), the usual way to trade compute for
+    activation memory: each block keeps only its input and runs its forward pass again during
+    backward. The re-entrant variant stores that input with ``save_for_backward``, so
+    :class:`SavedBytes` sees it.
+    """
+    out = copy.deepcopy(model)
+    for m in out.modules():
+        if isinstance(m, TinyTransformer):
+            m.blocks = nn.ModuleList(_Checkpointed(b) for b in m.blocks)
+    return out
+
+
+def lora_saved_bytes(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    rank: int = 8,
+    ratio: float = 0.3,
+    targets: tuple[str, ...] = ("qkv", "attn_out", "ff_in", "ff_out"),
+) -> dict[str, int]:
+    """Bytes saved for backward by a LoRA copy of ``model`` (``peft``), exact and with WTA-CRS in its adapters.
+
+    ``peft``'s ``LoraConfig`` / ``get_peft_model`` put rank-``rank`` adapters :math:`BA` on the
+    linear layers named in ``targets`` and freeze everything else; a frozen base layer keeps no
+    input (no weight gradient), but each adapter's :math:`A` needs its input for its own weight
+    gradient. "LoRA + WTA-CRS" makes every :math:`A` an :class:`ApproxLinear` at keep ratio
+    ``ratio``, the combination of the paper's Table 2. Returns an empty dict when ``peft`` is not
+    installed.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        return {}
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), lora_dropout=0.0)
+    lora = get_peft_model(copy.deepcopy(model), config)
+    out = {f"LoRA r={rank}, exact": saved_bytes(lora, "exact", 1.0, *inputs)}
+    for m in list(lora.modules()):
+        adapters = getattr(m, "lora_A", None)
+        if isinstance(adapters, nn.ModuleDict):
+            for name, a in adapters.items():
+                assert isinstance(a, nn.Linear)
+                approx = ApproxLinear(a.in_features, a.out_features, bias=a.bias is not None).to(a.weight.device)
+                approx.load_state_dict(a.state_dict())
+                adapters[name] = approx
+    out[f"LoRA r={rank} + wta_crs @ {ratio}"] = saved_bytes(lora, "wta_crs", ratio, *inputs)
+    return out
+
+
+def memory_comparison(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], ratios: tuple[float, ...] = (0.3, 0.1), lora_rank: int = 8
+) -> dict[str, int]:
+    """Bytes saved for backward by one forward pass of ``model(*inputs)``, for each way of saving memory.
+
+    Rows: exact (attention by the fused kernel while the products are exact); WTA-CRS at each of
+    ``ratios`` (every :class:`ApproxLinear` and :class:`ApproxMatmul`); WTA-CRS at the first ratio
+    with the linear layers only; exact attention computed explicitly, which stores its weights as
+    the paper's baseline does; activation checkpointing of every block
+    (:func:`with_checkpointing`); and ``peft``'s LoRA with and without WTA-CRS
+    (:func:`lora_saved_bytes`, absent without ``peft``). ``model`` is left as it was.
+    """
+    memory = {"exact @ 1.0": saved_bytes(model, "exact", 1.0, *inputs)}
+    memory.update({f"wta_crs @ {r}": saved_bytes(model, "wta_crs", r, *inputs) for r in ratios})
+    only = saved_bytes(model, "wta_crs", ratios[0], *inputs, kinds=(ApproxLinear,))
+    memory[f"wta_crs @ {ratios[0]}, linear layers only"] = only
+    explicit = copy.deepcopy(model)
+    for m in explicit.modules():
+        if isinstance(m, ApproxMatmul):
+            m.fused_when_exact = False
+    memory["exact, attention weights stored"] = saved_bytes(explicit, "exact", 1.0, *inputs)
+    checkpointed = saved_bytes(with_checkpointing(model), "exact", 1.0, *inputs)
+    memory["exact, checkpointed blocks"] = checkpointed
+    memory.update(lora_saved_bytes(model, inputs, rank=lora_rank, ratio=ratios[0]))
+    return memory
 
 
 def fine_tune(
@@ -489,29 +736,45 @@ def fine_tune_samplers(
     seed: int,
     ratio: float = 0.3,
     misaligned: bool = False,
+    keep: dict[str, nn.Module] | None = None,
+    kinds: tuple[type, ...] | None = None,
     desc: str | None = None,
-) -> dict[str, tuple[float, float]]:
-    """Fine-tune a fresh classifier on a copy of ``backbone`` with each sampler: test accuracy and ms per step.
+) -> dict[str, tuple[float, float, float, float]]:
+    """Fine-tune a fresh classifier on a copy of ``backbone`` with each sampler.
 
-    Each run seeds torch's global generator with ``seed`` (the new layer, the row sampling) and
-    draws its batches from a generator seeded with ``seed``, so that the runs differ only in the
-    sampler of their :class:`ApproxLinear` layers (at keep ratio ``ratio``). ``misaligned=True``
-    gives every such layer the wrong backward pass of :class:`ApproxLinear` (a negative control).
-    ``desc`` labels a progress bar over the samplers.
+    Returns, per sampler: test accuracy, ms per step, the share of the sampled layer passes that
+    used cached output-gradient norms, and the share of their rows that had their own cached
+    norms (both ``nan`` for ``"exact"``, which samples nothing). Each run seeds torch's global
+    generator with ``seed`` (the new layer, the row sampling) and draws its batches from a
+    generator seeded with ``seed``, so that the runs differ only in the sampler of their
+    :class:`ApproxLinear` layers (at keep ratio ``ratio``). ``misaligned=True`` gives every such
+    layer the wrong backward pass of :class:`ApproxLinear` (a negative control). ``keep``, a dict,
+    receives the fine-tuned models by sampler. ``kinds`` limits the sampling to those module
+    types (default: :class:`ApproxLinear` and :class:`ApproxMatmul`); the others stay exact. ``desc`` labels a progress bar over the samplers.
     """
     device = next(backbone.parameters()).device
     out = {}
     for sampler in progress(samplers, desc=desc) if desc else samplers:
         seed_all(seed)
         model = fresh_classifier(backbone, len(train.names)).to(device)
-        set_sampler(model, sampler, ratio)
-        for m in model.modules():
-            if isinstance(m, ApproxLinear):
-                m.misaligned = misaligned
+        set_sampler(model, sampler, ratio, kinds)
+        layers = [m for m in model.modules() if isinstance(m, ApproxLinear)]
+        for m in layers:
+            m.misaligned = misaligned
+            m.usage = dict.fromkeys(m.usage, 0)
         g = torch.Generator().manual_seed(seed)
         with Meter(device) as meter:
             fine_tune(model, train, steps, generator=g)
-        out[sampler] = (accuracy(model, test.to(device)), 1e3 * meter.seconds / steps)
+        used = {key: sum(m.usage[key] for m in layers) for key in ("passes", "with_norms", "rows", "rows_cached")}
+        passes, rows = used["passes"] or float("nan"), used["rows"] or float("nan")
+        out[sampler] = (
+            accuracy(model, test.to(device)),
+            1e3 * meter.seconds / steps,
+            used["with_norms"] / passes,
+            used["rows_cached"] / rows,
+        )
+        if keep is not None:
+            keep[sampler] = model
     return out
 
 
@@ -522,13 +785,15 @@ def batch_ratio_under_budget(
     ratio: float = 0.3,
     batches: tuple[int, int] = (256, 1024),
     budget: int = 4 * 2**30,
+    kinds: tuple[type, ...] | None = None,
 ) -> dict[str, float]:
     """GPU memory per line of a training step, and how much larger a batch ``samplers[1]`` fits in ``budget``.
 
     For each sampler, the peak CUDA memory of one forward and backward pass of a fresh
     ``make_model()`` is measured at two batch sizes; a line through the two points gives the
     memory per line (slope) and the fixed cost (intercept), hence the largest batch under
-    ``budget`` bytes. Needs a CUDA device (that of ``make_model()``'s parameters).
+    ``budget`` bytes. ``kinds`` limits the sampling to those module types (as in
+    :func:`set_sampler`). Needs a CUDA device (that of ``make_model()``'s parameters).
     """
     slopes = {}
     for sampler in samplers:
@@ -538,7 +803,7 @@ def batch_ratio_under_budget(
             device = next(model.parameters()).device
             if device.type != "cuda":
                 raise ValueError("batch_ratio_under_budget measures CUDA memory: build the model on a GPU")
-            set_sampler(model, sampler, ratio)
+            set_sampler(model, sampler, ratio, kinds)
             tr = task.to(device)
             idx = torch.arange(batch_size, device=device) % len(tr.labels)
             torch.cuda.synchronize()
@@ -568,6 +833,9 @@ __all__ = [
     "expected_error",
     "ApproxLinear",
     "approx_linear_factory",
+    "sample_batched",
+    "ApproxMatmul",
+    "approx_matmul_factory",
     "set_sampler",
     "set_example_ids",
     "SavedBytes",
@@ -576,6 +844,9 @@ __all__ = [
     "wta_gain",
     "monte_carlo_check",
     "saved_bytes",
+    "with_checkpointing",
+    "lora_saved_bytes",
+    "memory_comparison",
     "fine_tune",
     "fine_tune_samplers",
     "batch_ratio_under_budget",

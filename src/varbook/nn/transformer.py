@@ -7,6 +7,11 @@ Each block computes :math:`h\leftarrow h+\mathrm{Attn}(\mathrm{LN}(h))` and
 * positional encoding ``"learned"``, ``"sinusoidal"`` or ``"none"``;
 * ``linear_factory(in_features, out_features, role)`` builds every linear layer, so a chapter can
   swap in its own (roles: ``qkv``, ``attn_out``, ``ff_in``, ``ff_out``, ``head``);
+* ``matmul_factory(role)`` (roles: ``attn_scores`` for :math:`QK^\top`, ``attn_values`` for
+  :math:`A\,V`) builds modules ``f(a, b)`` that replace the two attention products; with it,
+  attention is computed explicitly (scores, mask, softmax) instead of by
+  ``scaled_dot_product_attention``, which stays the default and is also used while both
+  modules have a true attribute ``is_exact``;
 * ``forward(..., return_residual=True)`` also returns the residual stream after each block.
 """
 
@@ -39,15 +44,29 @@ def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, causal: bool, linear_factory: Callable):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        causal: bool,
+        linear_factory: Callable,
+        matmul_factory: Callable | None = None,
+    ):
         super().__init__()
         self.n_heads, self.causal = n_heads, causal
+        self.scores = matmul_factory("attn_scores") if matmul_factory else None
+        self.values = matmul_factory("attn_values") if matmul_factory else None
         self.ln1 = nn.LayerNorm(d_model)
         self.qkv = linear_factory(d_model, 3 * d_model, "qkv")
         self.attn_out = linear_factory(d_model, d_model, "attn_out")
         self.ln2 = nn.LayerNorm(d_model)
         self.ff_in = linear_factory(d_model, d_ff, "ff_in")
         self.ff_out = linear_factory(d_ff, d_model, "ff_out")
+
+    def _exact_products(self) -> bool:
+        """Whether both replaced products say they compute plain, exact products (attribute ``is_exact``)."""
+        return bool(getattr(self.scores, "is_exact", False) and getattr(self.values, "is_exact", False))
 
     def forward(self, h: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = h.shape
@@ -57,7 +76,15 @@ class Block(nn.Module):
             mask = padding_mask[:, None, None, :]
             if self.causal:
                 mask = mask & torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and mask is None)
+        if self.scores is None or self.values is None or self._exact_products():
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and mask is None)
+        else:  # the same attention with replaceable products
+            if mask is None and self.causal:
+                mask = torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
+            scores = self.scores(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            att = self.values(scores.softmax(-1), v)
         h = h + self.attn_out(att.transpose(1, 2).reshape(b, n, d))
         return h + self.ff_out(F.gelu(self.ff_in(self.ln2(h))))
 
@@ -77,6 +104,7 @@ class TinyTransformer(nn.Module):
         d_ff: int | None = None,
         n_out: int | None = None,
         linear_factory: Callable = default_linear,
+        matmul_factory: Callable | None = None,
     ):
         super().__init__()
         if d_model % n_heads:
@@ -89,7 +117,8 @@ class TinyTransformer(nn.Module):
         else:
             self.register_buffer("pos", sinusoidal_positions(max_len, d_model) if positional == "sinusoidal" else None)
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, d_ff or 4 * d_model, causal, linear_factory) for _ in range(n_layers)
+            Block(d_model, n_heads, d_ff or 4 * d_model, causal, linear_factory, matmul_factory)
+            for _ in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(d_model)
         self.head = linear_factory(d_model, n_out or vocab_size, "head")
