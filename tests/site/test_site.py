@@ -187,7 +187,7 @@ def test_solutions_are_folded_and_open_on_a_click(server, browser, page_name):
     solutions = page.locator("div.solution")
     assert solutions.count() >= 3, f"{page_name}: {solutions.count()} solution(s) on the page"
     first = solutions.first
-    body = first.locator("section, p").first
+    body = first.locator(":scope > :not(.admonition-title)").first
     assert not body.is_visible(), f"{page_name}: the first solution is not folded"
     first.locator(".admonition-title").click()
     page.wait_for_timeout(300)
