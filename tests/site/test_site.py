@@ -243,7 +243,6 @@ def test_sidebar_collapses_on_a_wide_screen(server, browser):
     page.locator(".primary-toggle:visible").first.click()
     page.wait_for_timeout(400)
     assert page.evaluate(hidden), "the sidebar did not collapse"
-    assert not page.locator("#pst-primary-sidebar").is_visible()
     context.close()
 
 
