@@ -164,6 +164,8 @@ def reader_notebook(root: Path, chapter: Chapter, edition: str = "instructor") -
     text = (root / chapter.source).read_text(encoding="utf-8")
     if edition == "student":
         text = strip_solutions_text(text)
+    if text.startswith("---\n") and "\n---\n" in text[4:]:  # the header: this notebook writes its own
+        text = text[4:].split("\n---\n", 1)[1]
     nb = jupytext.reads(text, fmt="md:myst")
     cells = [nbformat.v4.new_markdown_cell(INSTALL)]
     for cell in nb.cells:

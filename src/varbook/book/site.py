@@ -81,6 +81,10 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
             shutil.copy2(executed, site / src.with_suffix(".ipynb"))
         else:
             missing.append(src.stem)
+    if missing:
+        raise FileNotFoundError(
+            f"chapter(s) not executed in the {profile} profile: {', '.join(missing)}; run them first"
+        )
     for ch in chapters(root):  # what a reader downloads: a plain notebook and the MyST source
         folder = site / ch.source.parent
         nb = reader_notebook(root, ch, edition)
@@ -95,10 +99,6 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
         for path in sorted((site / "book").rglob("*.md")):
             text = path.read_text(encoding="utf-8")
             path.write_text(strip_solutions_text(text), encoding="utf-8")
-    if missing:
-        raise FileNotFoundError(
-            f"chapter(s) not executed in the {profile} profile: {', '.join(missing)}; run them first"
-        )
     (site / "src").symlink_to(root / "src", target_is_directory=True)
     repro = site / "book" / "reproducibility.md"
     text = repro.read_text(encoding="utf-8")
