@@ -123,8 +123,38 @@ def fit_width(text: str, width: int | None = 88) -> str:
     Only dedented when every line fits already, when ``width`` is None, when ruff is
     missing or fails, or when the result does not parse to the same syntax tree (only
     line breaks and brackets may change, never the code). Formatter pragmas
-    (``# fmt: skip``, ``# fmt: off``) are dropped from a listing laid out again.
+    (``# fmt: skip``, ``# fmt: off``) are dropped from a listing laid out again, and
+    a comment on a line of its own that is still too long is wrapped onto more comment
+    lines (the formatter never touches comments).
     """
+    return wrap_comments(_fit_code(text, width), width)
+
+
+def wrap_comments(code: str, width: int | None = 88) -> str:
+    """Wrap the comments that stand on lines of their own and pass ``width`` columns.
+
+    >>> print(wrap_comments("    # " + "word " * 20, 40), end="")
+        # word word word word word word word
+        # word word word word word word word
+        # word word word word word word
+    """
+    if width is None:
+        return code
+    out = []
+    for line in code.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        stripped = body.lstrip()
+        if len(body) > width and stripped.startswith("# "):
+            indent = body[: len(body) - len(stripped)]
+            room = width - len(indent) - 2
+            pieces = textwrap.wrap(stripped[2:], room, break_long_words=False)
+            out += [f"{indent}# {piece}\n" for piece in pieces]
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def _fit_code(text: str, width: int | None) -> str:
     code = textwrap.dedent(text)
     if width is None or all(len(line) <= width for line in code.splitlines()):
         return code

@@ -170,3 +170,11 @@ def test_in_a_sphinx_build(tmp_path):
     assert 'href="api.html#demo.mod.A"' in html
     assert "More text." in (out / "api.html").read_text()
     assert html.count("varbook-listing-ref") == 2  # the :lines: listing is left as it is
+
+
+def test_long_comments_are_wrapped_in_a_listing():
+    code = "def f():\n    # " + " ".join(["primal"] * 30) + "\n    return 1\n"
+    out = listing.fit_width(code, 60)
+    assert max(len(line) for line in out.splitlines()) <= 60
+    assert out.count("# primal") >= 3 and out.rstrip().endswith("return 1")
+    assert " ".join(w for line in out.splitlines() for w in line.split() if w == "primal") == " ".join(["primal"] * 30)
