@@ -3,6 +3,7 @@ each tested on a tiny project of fixture chapters."""
 
 import json
 import os
+import time
 
 import pytest
 
@@ -118,8 +119,17 @@ def test_sweep_runs_each_seed_and_the_dashboard_shows_hold_rates(tmp_path):
     assert "(stale" in book.dashboard([record], sweeps.load_sweeps(root))
 
 
-def test_full_runs_stop_before_the_budget_runs_out(tmp_path, capsys):
+def test_full_runs_stop_before_the_budget_runs_out(tmp_path, capsys, monkeypatch):
     root = make_project(tmp_path, {"first": RECORD.format(slug="first"), "second": RECORD.format(slug="second")})
+    real_run = fullruns.run_task
+
+    def run_at_least_two_seconds(task):  # a run always uses up the budget's last second
+        start = time.perf_counter()
+        result = real_run(task)
+        time.sleep(max(0.0, 2.0 - (time.perf_counter() - start)))
+        return result
+
+    monkeypatch.setattr(fullruns, "run_task", run_at_least_two_seconds)
     assert [why for _, why, _ in fullruns.pending(root)] == ["no record", "no record"]
     budget = fullruns.DEFAULT_ESTIMATE + 1  # room for one chapter of the default estimate, not two
     outcomes = fullruns.run_missing(budget, root=root)
