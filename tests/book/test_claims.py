@@ -112,13 +112,14 @@ def test_claims_by_key_from_a_specs_file(tmp_path):
     specs = tmp_path / "demo.claims.yml"
     specs.write_text(
         "fast:\n  statement: 'ratio at rate {rate}'\n  tier: robust\n  op: '>='\n  threshold: 2\n"
-        "  paper: '3x'\n  source: Table 1\n"
+        "  paper: '3x'\n  source: Table 1\n  threshold_from: 'calibrated: 2.4 on a pilot run'\n"
         "order:\n  statement: ordered\n  tier: exploratory\n  comparison: increasing\n"
     )
     r = Report("demo", "smoke", 0, torch.device("cpu"), specs=load_specs(specs))
     c = r.check("fast", 2.5, fmt={"rate": 0.1})
     assert c.statement == "ratio at rate 0.1" and c.comparison == ">= 2" and c.holds and c.key == "fast"
-    assert c.paper == "3x" and c.source == "Table 1"
+    assert c.paper == "3x" and c.source == "Table 1" and c.threshold_from.startswith("calibrated")
+    assert "calibrated: 2.4 on a pilot run" in r.to_html() and "threshold from" in r.to_html()
     assert not r.check("fast", 2.5, threshold=3.0, fmt={"rate": 0.2}).holds  # a threshold computed at run time
     assert r.check_true("order", False).comparison == "increasing"
     with pytest.raises(ValueError, match="no tier"):
@@ -129,6 +130,23 @@ def test_claims_by_key_from_a_specs_file(tmp_path):
     specs.write_text("bad:\n  statement: s\n  tier: robust\n  treshold: 1\n")
     with pytest.raises(ValueError, match="unknown field"):
         load_specs(specs)
+    specs.write_text("bad:\n  statement: s\n  tier: robust\n  threshold_from: 'a small calibration'\n")
+    with pytest.raises(ValueError, match="threshold_from must start with"):
+        load_specs(specs)
+
+
+def test_every_book_claim_says_where_its_threshold_comes_from():
+    """The claims tables keep the paper's place apart from the threshold's origin (paper, proposed, calibrated)."""
+    from varbook.book import chapters, project_root
+
+    root = project_root()
+    for chapter in chapters(root):
+        path = root / chapter.source.with_suffix(".claims.yml")
+        for key, spec in load_specs(path).items():
+            assert "threshold_from" in spec, f"{path.name}: claim {key!r} does not say where its threshold comes from"
+            assert "calibrat" not in spec.get("source", "").lower(), (
+                f"{path.name}: claim {key!r} puts a calibration in its source; it belongs in threshold_from"
+            )
 
 
 def test_dashboard_counts_reproduced_controls_and_sanity():

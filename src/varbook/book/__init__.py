@@ -8,6 +8,7 @@
 * :mod:`varbook.book.fullruns`: full-profile records within a time budget;
 * :mod:`varbook.book.dashboard` and :mod:`varbook.book.site`: the reproducibility page and the
   HTML build;
+* :mod:`varbook.book.figures`: the figures' shared matplotlib style and panel layout;
 * :mod:`varbook.book.style`: the measures of a chapter's shape (code share, largest cell);
 * :mod:`varbook.book.records`: a chapter's committed full-profile record, for its notes;
 * :mod:`varbook.book.scaffold`: a new chapter from the template;
@@ -26,6 +27,7 @@ import torch
 from .. import runtime
 from .claims import Claim, ClaimFailed, Report, load_specs, summarise, verdict_html
 from .dashboard import dashboard, load_records
+from .figures import panels, use_style
 from .fullruns import run_missing
 from .records import full_record
 from .runner import (
@@ -53,12 +55,14 @@ class Start(NamedTuple):
 
 
 def start(slug: str, profile: str | None = None, seed: int = 0, device: str | None = None) -> Start:
-    """Begin a chapter run: validate ``profile`` and ``seed``, seed everything, print the device.
+    """Begin a chapter run: validate ``profile`` and ``seed``, seed everything, print the device,
+    and set the book's figure style (:func:`~varbook.book.figures.use_style`).
 
     Returns the profile, the device, a CPU generator seeded with ``seed`` and the chapter's
     :class:`Report` (whose wall time starts now).
     """
     profile, seed, dev = runtime.setup(profile, seed, device)
+    use_style()
     generator = torch.Generator().manual_seed(seed)
     return Start(profile, dev, generator, Report(slug, profile, seed, dev))
 
@@ -80,6 +84,7 @@ __all__ = [
     "load_records",
     "load_specs",
     "load_sweeps",
+    "panels",
     "project_root",
     "run_missing",
     "select",
@@ -88,5 +93,6 @@ __all__ = [
     "summarise",
     "sweep",
     "toc_files",
+    "use_style",
     "verdict_html",
 ]

@@ -54,8 +54,14 @@ KINDS = ("claim", "sanity")
 """Row kinds: a claim our numbers can contradict, or a sanity check true by construction."""
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 """The comparison operators a threshold test can use."""
-SPEC_FIELDS = ("statement", "tier", "kind", "op", "threshold", "comparison", "paper", "source", "note")
+SPEC_FIELDS = (
+    "statement", "tier", "kind", "op", "threshold", "comparison", "paper", "source", "threshold_from", "note"
+)  # fmt: skip
 """The fields of one claim in a chapter's ``<slug>.claims.yml``."""
+THRESHOLD_ORIGINS = ("paper", "proposed", "calibrated", "none")
+"""Where a claim's threshold comes from, the first word of its ``threshold_from`` field: the paper's own
+number, proposed before the run (by the brief, by us, or from theory such as a quantile), calibrated on a
+pilot run (the pilot's numbers follow the colon), or ``none`` (a sanity check or a test without a number)."""
 
 
 LINE_WIDTH = 88
@@ -82,6 +88,7 @@ class Claim:
     kind: str = "claim"
     control: float | list[float] | None = None  # the wrong variant's value(s)
     control_holds: bool | None = None  # None: no control; True: the control passed (cannot discriminate)
+    threshold_from: str = ""  # "paper", "proposed: ...", "calibrated: ..." (THRESHOLD_ORIGINS)
 
     def _ipython_display_(self) -> None:
         """Show nothing when a notebook cell ends with a check: :meth:`Report.check` printed its line."""
@@ -225,7 +232,21 @@ def load_specs(path: Path | str) -> dict[str, dict]:
         check_choice("kind", spec.get("kind", "claim"), KINDS)
         if "op" in spec:
             check_choice("comparison", spec["op"], COMPARISONS)
+        if "threshold_from" in spec:
+            threshold_origin(spec["threshold_from"], f"{path.name}: claim {key!r}")
     return specs
+
+
+def threshold_origin(text: str, where: str = "threshold_from") -> str:
+    """The origin word of a ``threshold_from`` text (one of :data:`THRESHOLD_ORIGINS`).
+
+    >>> threshold_origin("calibrated: 18.7 vs 18.1 dB on a pilot run")
+    'calibrated'
+    """
+    word = str(text).split(":", 1)[0].strip()
+    if word not in THRESHOLD_ORIGINS:
+        raise ValueError(f"{where}: threshold_from must start with one of {', '.join(THRESHOLD_ORIGINS)}, got {text!r}")
+    return word
 
 
 @dataclass
@@ -311,7 +332,7 @@ class Report:
             f"{op_} {_fmt(threshold_)}", passes(values), spec.get("paper", ""), spec.get("source", "unverified"),
             spec.get("note", ""), spec.get("key", ""), spec.get("kind", "claim"),
             None if control_values is None else (control_values[0] if len(control_values) == 1 else control_values),
-            None if control_values is None else passes(control_values),
+            None if control_values is None else passes(control_values), spec.get("threshold_from", ""),
         )  # fmt: skip
         return self._add(claim)
 
@@ -345,7 +366,7 @@ class Report:
         claim = Claim(
             spec["statement"], spec["tier"], ours, spec.get("comparison", ""), bool(holds), spec.get("paper", ""),
             spec.get("source", "unverified"), spec.get("note", ""), spec.get("key", ""), spec.get("kind", "claim"),
-            control, None if control_holds is None else bool(control_holds),
+            control, None if control_holds is None else bool(control_holds), spec.get("threshold_from", ""),
         )  # fmt: skip
         return self._add(claim)
 
@@ -370,6 +391,7 @@ class Report:
         claim = Claim(
             spec["statement"], spec["tier"], None, why, None, spec.get("paper", ""),
             spec.get("source", "unverified"), reason, spec.get("key", ""), spec.get("kind", "claim"),
+            threshold_from=spec.get("threshold_from", ""),
         )  # fmt: skip
         if self.asserted(claim) and not missing_peer:
             raise ValueError(f"a claim asserted in the {self.profile} profile cannot be skipped: {claim.statement}")
@@ -410,12 +432,12 @@ class Report:
         "Verdict first. <b>holds</b>: our number passes the test and the negative control (the same test on a "
         "deliberately wrong variant) fails it; <b>FAILS</b>: an asserted claim that did not hold (the chapter "
         "fails); <b>not reproduced</b>: reported, not asserted in this profile; <b>sanity check</b>: true by "
-        "construction, not counted. <i>paper</i> is what the paper says; <i>source</i> is where it says it, or "
-        "where our threshold comes from."
+        "construction, not counted. <i>paper says</i> is the paper's result and <i>where</i> the place it says "
+        "it; <i>threshold from</i>: the paper, proposed before the run, or calibrated on a pilot run."
     )
 
     def to_html(self) -> str:
-        head = ["verdict", "claim", "tier", "paper", "source", "ours", "test", "control"]
+        head = ["verdict", "claim", "tier", "paper says", "where", "threshold from", "ours", "test", "control"]
         rows: list[str] = []
         ordered = [c for c in self.claims if c.kind != "sanity"] + [c for c in self.claims if c.kind == "sanity"]
         for i, c in enumerate(ordered):
@@ -432,6 +454,7 @@ class Report:
                 tier,
                 c.paper or "&mdash;",
                 c.source,
+                c.threshold_from or "&mdash;",
                 c.ours_text(),
                 c.comparison or "&mdash;",
                 control,

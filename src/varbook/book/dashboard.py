@@ -193,6 +193,7 @@ def dashboard(
                     c["statement"],
                     c.get("paper") or "—",
                     c.get("source", ""),
+                    c.get("threshold_from") or "—",
                     _fmt_value(c.get("ours")),
                     c.get("comparison", ""),
                     "—" if c.get("control") is None else _fmt_value(c.get("control")),
@@ -210,7 +211,7 @@ def dashboard(
         parts.append(f'<details class="varbook-chapter-claims" id="{anchor}"><summary>{summary}</summary>\n')
         parts.append(
             _html_table(
-                ["holds", "tier", "claim", "paper", "source", "ours", "test", "control", "over seeds"],
+                ["holds", "tier", "claim", "paper says", "where", "threshold from", "ours", "test", "control", "over seeds"],
                 rows,
                 "varbook-dashboard",
                 raw_first=True,
