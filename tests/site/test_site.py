@@ -93,6 +93,15 @@ def _offline(page) -> list[str]:
     return outside
 
 
+FIGURES_WITHOUT_CAPTION = """() => Array.from(document.querySelectorAll('.cell_output img'))
+    .filter(img => {
+        const fig = img.closest('figure');
+        const cap = fig && fig.querySelector('figcaption .caption-number');
+        return !(cap && /Figure \\d+/.test(cap.textContent));
+    })
+    .map(img => (img.closest('.cell') || img).id || img.src.slice(-40))"""
+
+
 @pytest.mark.parametrize("page_name", toc_pages())
 def test_page(server, browser, page_name):
     context = browser.new_context()
@@ -122,6 +131,14 @@ def test_page(server, browser, page_name):
         )
         assert loaded >= 1, f"{page_name}: no figure loaded"
         assert page.query_selector("table.varbook-claims") is not None, f"{page_name}: no claims table"
+        heads = page.evaluate(
+            "Array.from(document.querySelectorAll('table.varbook-claims th')).map(t => t.textContent)"
+        )
+        assert {"verdict", "paper says", "where", "threshold from"} <= set(heads), (
+            f"{page_name}: claims columns {heads}"
+        )
+        bare = page.evaluate(FIGURES_WITHOUT_CAPTION)
+        assert not bare, f"{page_name}: {len(bare)} figure(s) without a numbered caption: {bare[:3]}"
         link = page.query_selector("a[href$='.ipynb']")
         assert link is not None, f"{page_name}: no notebook download"
         notebook = page.request.get(page.evaluate("a => a.href", link))

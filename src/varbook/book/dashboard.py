@@ -211,7 +211,18 @@ def dashboard(
         parts.append(f'<details class="varbook-chapter-claims" id="{anchor}"><summary>{summary}</summary>\n')
         parts.append(
             _html_table(
-                ["holds", "tier", "claim", "paper says", "where", "threshold from", "ours", "test", "control", "over seeds"],
+                [
+                    "holds",
+                    "tier",
+                    "claim",
+                    "paper says",
+                    "where",
+                    "threshold from",
+                    "ours",
+                    "test",
+                    "control",
+                    "over seeds",
+                ],
                 rows,
                 "varbook-dashboard",
                 raw_first=True,

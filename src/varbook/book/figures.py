@@ -18,6 +18,7 @@ that the page numbers it (*Figure 3*) and the text can refer to it with ``{numre
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -27,7 +28,7 @@ MAX_PANELS_PER_ROW = 3
 PAGE_WIDTH_INCHES = 9.0
 """Width of a figure that fills the page's text column (three panels of 3 inches)."""
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "figure.dpi": 110,
     "savefig.dpi": 150,
     "figure.figsize": (6.0, 3.6),
