@@ -53,7 +53,8 @@ STYLE: dict[str, Any] = {
 
 def use_style() -> None:
     """Apply :data:`STYLE` to matplotlib's defaults (the inline backend keeps the resolution)."""
-    mpl.rcParams.update(STYLE)
+    params: Any = mpl.rcParams  # matplotlib types its keys as a Literal of every setting
+    params.update(STYLE)
 
 
 def panels(
