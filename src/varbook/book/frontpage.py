@@ -5,7 +5,8 @@ its short title in ``_toc.yml`` (``title:``, shown in the sidebar; the page keep
 title). The status and the running time come from the records (this build's, and the committed
 full-profile record), never from prose. :func:`chapter_table` writes the table that
 ``book/intro.md`` (marker ``<!-- varbook:chapters -->``) and each part's ``index.md`` (marker
-``<!-- varbook:part -->``) show.
+``<!-- varbook:part -->``) show; :func:`run_times` writes the measured times into each chapter's
+paper card (marker ``<!-- varbook:runtime -->``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .runner import Chapter, chapters, toc_files
 
 CHAPTERS_MARKER = "<!-- varbook:chapters -->"
 PART_MARKER = "<!-- varbook:part -->"
+RUNTIME_MARKER = "<!-- varbook:runtime -->"
+"""In a chapter's paper card, where the measured run times go (:func:`run_times`)."""
 
 _SUMMARY = re.compile(r"^% summary: (.+)$", re.M)
 _CITE = re.compile(r"\{cite\}`([^`,]+)")
@@ -108,6 +111,56 @@ def chapter_rows(root: Path, profile: str, part: str | None = None) -> list[dict
             }
         )
     return rows
+
+
+def run_times(root: Path, slug: str, profile: str) -> str:
+    """The run times of a chapter as its records measured them: this build, the seed sweep, the full profile.
+
+    >>> run_times(Path("/nonexistent"), "demo", "smoke")
+    '**Measured run times** (from the records): not run in this build; no seed sweep; no full-profile record yet.'
+    """
+    record = _record(root / "_build" / "results" / profile / f"{slug}.json")
+    sweep = _record(root / "results" / "sweeps" / profile / f"{slug}.json")
+    full = _record(root / "results" / "full" / f"{slug}.json")
+    parts = []
+    if record and "wall_seconds" in record:
+        parts.append(
+            f"{record['wall_seconds']:.0f} s in this build ({profile} profile, seed {record.get('seed', 0)}, "
+            f"{record.get('device', 'an unknown device')})"
+        )
+    else:
+        parts.append("not run in this build")
+    seconds = [float(v) for v in (sweep or {}).get("seconds", {}).values()]
+    if seconds:
+        parts.append(
+            f"{min(seconds):.0f} to {max(seconds):.0f} s per seed over seeds "
+            f"{', '.join(str(s) for s in sweep.get('seeds', []))} ({profile} sweep, "  # type: ignore[union-attr]
+            f"{sweep.get('device', 'an unknown device')}, {str(sweep.get('date', ''))[:10]})"  # type: ignore[union-attr]
+        )
+    else:
+        parts.append("no seed sweep")
+    if full and "wall_seconds" in full:
+        parts.append(
+            f"full profile {full['wall_seconds'] / 60:.1f} min on {full.get('device', 'an unknown device')} "
+            f"({str(full.get('date', ''))[:10]})"
+        )
+    else:
+        parts.append("no full-profile record yet")
+    return "**Measured run times** (from the records): " + "; ".join(parts) + "."
+
+
+def fill_run_times(notebook: Path, root: Path, slug: str, profile: str) -> bool:
+    """Replace the run-time marker in the markdown cells of a staged chapter; whether one was there."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    found = False
+    for cell in nb.get("cells", []):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "markdown" and RUNTIME_MARKER in source:
+            cell["source"] = source.replace(RUNTIME_MARKER, run_times(root, slug, profile))
+            found = True
+    if found:
+        notebook.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
+    return found
 
 
 def chapter_table(rows: list[dict]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..runtime import check_choice, resolve_profile
 from .dashboard import build_commit, dashboard, load_records
-from .frontpage import fill_pages
+from .frontpage import fill_pages, fill_run_times
 from .reader import reader_notebook
 from .runner import chapters, project_root
 from .sweeps import load_sweeps
@@ -91,6 +91,7 @@ def stage(profile: str, root: Path | None = None, edition: str = "instructor") -
         (folder / f"{ch.slug}.reader.ipynb").write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
         shutil.copy2(root / ch.source, folder / f"{ch.slug}.source.md")
         _add_downloads(site / ch.source.with_suffix(".ipynb"), ch.slug)
+        fill_run_times(site / ch.source.with_suffix(".ipynb"), root, ch.slug, profile)
     _drop_build_paths(site, root)
     if edition == "student":  # no solution on any page, nor in any notebook a reader downloads
         for path in sorted((site / "book").rglob("*.ipynb")):

@@ -2,7 +2,7 @@
 
 from .baselines import EASE, Popularity, ease_weights
 from .metrics import ndcg_at_k, recall_at_k
-from .mult_vae import LIKELIHOODS, FitResult, MultDAE, MultVAE, beta_at, evaluate, fit, log_likelihood
+from .mult_vae import LIKELIHOODS, FitResult, MultDAE, MultVAE, beta_at, evaluate, fit, fit_together, log_likelihood
 from .split import HeldOut, StrongSplit, strong_generalization_split
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "beta_at",
     "evaluate",
     "fit",
+    "fit_together",
     "log_likelihood",
     "HeldOut",
     "StrongSplit",

@@ -26,7 +26,7 @@ from .. import runtime
 from ..vi.kl import gaussian_kl_standard
 from .baselines import EASE, Popularity
 from .metrics import ndcg_at_k, recall_at_k
-from .mult_vae import FitResult, MultDAE, MultVAE, Scorer, fit, log_likelihood, rank_scores
+from .mult_vae import FitResult, MultDAE, MultVAE, Scorer, fit, fit_together, log_likelihood, rank_scores
 from .split import HeldOut, StrongSplit, strong_generalization_split
 
 
@@ -55,8 +55,9 @@ class BetaOnLikelihoodVAE(MultVAE):
     clicks carry no weight, and at the cap 0.2 the KL weighs five times the likelihood.
     """
 
-    def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
-        logits, mu, log_var = self(x)
+    def negative_elbo(
+        self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, beta: float
+    ) -> torch.Tensor:
         return (-beta * log_likelihood(logits, x, self.likelihood) + gaussian_kl_standard(mu, log_var)).mean()
 
 
@@ -68,8 +69,9 @@ class UserSoftmaxVAE(MultVAE):
     longer ranks items for a user (it cannot see an item's popularity, a constant per item).
     """
 
-    def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
-        logits, mu, log_var = self(x)
+    def negative_elbo(
+        self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, beta: float
+    ) -> torch.Tensor:
         log_lik = (F.log_softmax(logits, 0) * x).sum(-1)  # the wrong axis
         return (-log_lik + beta * gaussian_kl_standard(mu, log_var)).mean()
 
@@ -97,33 +99,53 @@ def fit_variants(
 ) -> dict[str, FitResult]:
     """Train every variant on ``split`` (validation NDCG@k picks the epoch), each from the same seed.
 
-    Before each model, everything is seeded with ``seed`` and the minibatches are drawn with a
-    fresh generator seeded with ``seed``, so the variants differ only in what they name. VAEs
-    are ``[I, *hidden, latent, *reversed(hidden), I]``, the DAE ``[I, *dae_hidden, I]``. Returns
-    each :class:`~varbook.recsys.mult_vae.FitResult` (its ``model`` is the trained network).
+    Each model is built after seeding everything with ``seed``, so all start from the same
+    weights, and the minibatches are drawn with a fresh generator seeded with ``seed``: the
+    variants differ only in what they name. The VAEs ``[I, *hidden, latent, *reversed(hidden), I]``
+    train together as one batched network (:func:`~varbook.recsys.mult_vae.fit_together`: the
+    same runs as one :func:`~varbook.recsys.mult_vae.fit` each, in one pass), the DAE
+    ``[I, *dae_hidden, I]`` on its own. Returns each
+    :class:`~varbook.recsys.mult_vae.FitResult` (its ``model`` is the trained network), in the
+    order of ``variants``.
     """
-    fits = {}
-    for name, v in runtime.progress(variants.items(), desc=desc, disable=desc is None):
-        runtime.seed_all(seed)
-        if v.dae:
-            model: MultVAE | MultDAE = MultDAE(
-                split.n_items, hidden=dae_hidden, likelihood=v.likelihood, confidence=v.confidence
-            )
-        else:
-            cls = MultVAE if v.mistake is None else MISTAKES[runtime.check_choice("mistake", v.mistake, MISTAKES)]
-            model = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood, confidence=v.confidence)
-        fits[name] = fit(
-            model.to(device),
+    for v in variants.values():
+        if v.mistake is not None:
+            runtime.check_choice("mistake", v.mistake, MISTAKES)
+    fits: dict[str, FitResult] = {}
+    vaes: dict[str, MultVAE] = {}
+    for name, v in variants.items():
+        runtime.seed_all(seed)  # every VAE starts from the same weights
+        if not v.dae:
+            cls = MultVAE if v.mistake is None else MISTAKES[v.mistake]
+            vaes[name] = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood, confidence=v.confidence)
+    if vaes:  # the global generator is now where each fit would start: seeded, then one model built
+        runs = fit_together(
+            [m.to(device) for m in vaes.values()],
             split.train,
             split.validation,
             epochs=epochs,
             batch_size=batch_size,
-            cap=v.cap,
-            total_anneal_steps=v.total_anneal_steps,
+            caps=[variants[n].cap for n in vaes],
+            total_anneal_steps=[variants[n].total_anneal_steps for n in vaes],
             k=k,
             generator=torch.Generator().manual_seed(seed),
+            desc=desc,
         )
-    return fits
+        fits |= dict(zip(vaes, runs, strict=True))
+    for name, v in variants.items():
+        if v.dae:
+            runtime.seed_all(seed)
+            dae = MultDAE(split.n_items, hidden=dae_hidden, likelihood=v.likelihood, confidence=v.confidence)
+            fits[name] = fit(
+                dae.to(device),
+                split.train,
+                split.validation,
+                epochs=epochs,
+                batch_size=batch_size,
+                k=k,
+                generator=torch.Generator().manual_seed(seed),
+            )
+    return {name: fits[name] for name in variants}
 
 
 def peak_beta(history: FitResult) -> float:

@@ -23,11 +23,12 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from ..data import minibatches
 from ..estimators.reparam import reparameterize
 from ..nn import MLP
-from ..runtime import History, check_choice, descend, progress
+from ..runtime import History, check_choice, descend, progress, randn
 from ..vi.kl import gaussian_kl_standard
 from ..vi.models import bernoulli_log_likelihood
 from .metrics import ndcg_at_k
@@ -129,7 +130,12 @@ class MultVAE(_Recommender):
 
     def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
         """The negative β-ELBO averaged over users (log-likelihood summed over items)."""
-        logits, mu, log_var = self(x)
+        return self.negative_elbo(x, *self(x), beta)
+
+    def negative_elbo(
+        self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, beta: float
+    ) -> torch.Tensor:
+        """:meth:`loss` from the outputs of a forward pass on ``x`` (:func:`fit_together` runs that pass batched)."""
         # -(Σ_i x_i log π_i(z) - β KL(q(z|x) || N(0, I))), one z ~ q per user
         log_lik = log_likelihood(logits, x, self.likelihood, self.confidence)
         return (-log_lik + beta * gaussian_kl_standard(mu, log_var)).mean()
@@ -264,3 +270,103 @@ def fit(
     model.load_state_dict(best_state)
     history.users_per_second = train.shape[0] * epochs / max(seconds, 1e-9)
     return history
+
+
+def _stacked_forward(
+    model: MultVAE, params: dict[str, torch.Tensor], x: torch.Tensor, eps: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model``'s encoder and decoder run once for each set of ``params`` stacked along dimension 0.
+
+    ``x`` is the (already normalised and dropped-out) input, ``eps`` the noise of
+    :math:`z=\mu+\sigma\epsilon` (``None``: :math:`z=\mu`); both are shared by every set.
+    """
+    parts = {"encoder": {}, "decoder": {}}
+    for name, value in params.items():
+        part, rest = name.split(".", 1)
+        parts[part][rest] = value
+
+    def one(encoder, decoder):
+        mu, log_var = functional_call(model.encoder, encoder, (x,)).chunk(2, -1)
+        z = mu if eps is None else mu + (0.5 * log_var).exp() * eps
+        return functional_call(model.decoder, decoder, (z,)), mu, log_var
+
+    return vmap(one)(parts["encoder"], parts["decoder"])
+
+
+def fit_together(
+    models: Sequence[MultVAE],
+    train: torch.Tensor,
+    validation: HeldOut,
+    *,
+    epochs: int,
+    caps: Sequence[float],
+    total_anneal_steps: Sequence[int | None],
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    k: int = 100,
+    generator: torch.Generator | None = None,
+    desc: str | None = None,
+) -> list[FitResult]:
+    r""":func:`fit` for several Mult-VAEs of one architecture at once, as one batched network.
+
+    Every weight is stacked along a leading model axis and one vmapped pass (``torch.func``)
+    runs all the models on each minibatch. They share the minibatch, its dropout mask and the
+    noise :math:`\epsilon` of :math:`z=\mu+\sigma\epsilon`, drawn once from torch's global
+    generator, as separate runs of :func:`fit` from the same seed would. The loss is the sum of
+    each model's own ``negative_elbo`` with its own β (``caps[i]``, ``total_anneal_steps[i]``,
+    as in :func:`fit`), so each model gets its own gradient, and Adam acts elementwise, so each
+    follows its own run. Each model keeps the parameters of its epoch with the best validation
+    NDCG@k. Returns one :class:`FitResult` per model; ``users_per_second`` is each model's share
+    of the batched training (users times epochs times models, over the seconds it took).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if not len(models) == len(caps) == len(total_anneal_steps) or not models:
+        raise ValueError("fit_together needs one cap and one total_anneal_steps per model, and a model")
+    base = models[0]
+    shapes = {n: p.shape for n, p in base.named_parameters()}
+    for m in models:
+        if {n: p.shape for n, p in m.named_parameters()} != shapes or m.drop.p != base.drop.p:
+            raise ValueError("fit_together trains models of one architecture (same layers and dropout)")
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in shapes}
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    steps_per_epoch = -(-train.shape[0] // batch_size)
+    totals = [steps_per_epoch * epochs if t is None else t for t in total_anneal_steps]
+    latent = base.decoder[0].in_features
+    histories = [FitResult(m) for m in models]
+    best = [-1.0] * len(models)
+    best_state: list[dict[str, torch.Tensor] | None] = [None] * len(models)
+    step, seconds = 0, 0.0
+    validation_input = _normalise(validation.fold_in)
+    epochs_iter = progress(range(epochs), desc=desc) if desc else range(epochs)
+    for epoch in epochs_iter:
+        base.train()
+        start, total_loss = time.perf_counter(), torch.zeros(len(models), dtype=torch.float64)
+        for idx in minibatches(train.shape[0], batch_size, generator, train.device):
+            betas = [beta_at(step, total, cap) for total, cap in zip(totals, caps, strict=True)]
+            x = train[idx]
+            x_in = base.drop(_normalise(x))  # one dropout mask, then one ε, as each run of fit draws them
+            eps = randn(x.shape[0], latent, device=x.device, dtype=x.dtype)
+            logits, mu, log_var = _stacked_forward(base, params, x_in, eps)
+            losses = torch.stack(
+                [m.negative_elbo(x, logits[i], mu[i], log_var[i], betas[i]) for i, m in enumerate(models)]
+            )
+            descend(opt, losses.sum(), step)
+            total_loss += losses.detach().double().cpu() * len(idx)
+            step += 1
+        seconds += time.perf_counter() - start
+        with torch.no_grad():  # validation NDCG@k of every model, z = μ and no dropout
+            scores = _stacked_forward(base, params, validation_input, None)[0].to(torch.float64)
+            scores[:, validation.fold_in > 0] = -torch.inf
+            ndcg = [float(ndcg_at_k(s, validation.held_out, k).mean()) for s in scores]
+        for i, history in enumerate(histories):
+            history.log(beta=betas[i], val_ndcg=ndcg[i], loss=float(total_loss[i]) / train.shape[0])
+            if ndcg[i] > best[i]:
+                best[i], history.best_epoch = ndcg[i], epoch
+                best_state[i] = {n: p[i].detach().clone() for n, p in params.items()}
+    for model, history, state in zip(models, histories, best_state, strict=True):
+        if state is None:
+            raise ValueError("no epoch reached a finite validation NDCG")
+        model.load_state_dict(state)
+        history.users_per_second = train.shape[0] * epochs * len(models) / max(seconds, 1e-9)
+    return histories
