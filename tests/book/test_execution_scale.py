@@ -26,10 +26,14 @@ def ran(outcomes):
 
 
 def test_cache_hit_and_misses(tmp_path, capsys):
-    root = make_project(tmp_path, {"one": "x = 1", "two": "x = 2", "bad": "1 / 0"})
+    uses_lib = "if False:  # seen by the inputs key, never run\n    from varbook import lib\n"
+    root = make_project(tmp_path, {"one": uses_lib + "x = 1", "two": uses_lib + "x = 2", "bad": "1 / 0"})
     lib = root / "src" / "varbook" / "lib.py"
     lib.parent.mkdir(parents=True)
-    lib.write_text("A = 1\n")
+    (lib.parent / "__init__.py").write_text("")
+    (lib.parent / "other.py").write_text("B = 1\n")
+    lib.write_text("from . import helper\nA = 1\n")
+    (lib.parent / "helper.py").write_text("C = 1\n")
     assert ran(book.execute(None, "smoke", root=root)) == ["bad", "one", "two"]
     # nothing changed: only the failed chapter runs again
     outcomes = book.execute(None, "smoke", root=root)
@@ -42,8 +46,12 @@ def test_cache_hit_and_misses(tmp_path, capsys):
     # another seed, --force: run again
     assert ran(book.execute(["one"], "smoke", seed=1, root=root)) == ["one"]
     assert ran(book.execute(["one"], "smoke", seed=1, root=root, force=True)) == ["one"]
-    # editing the library re-executes every chapter
-    lib.write_text("A = 2\n")
+    # editing a library module that no chapter imports re-executes nothing
+    assert ran(book.execute(["one", "two"], "smoke", seed=1, root=root)) == ["two"]
+    (lib.parent / "other.py").write_text("B = 2\n")
+    assert ran(book.execute(["one", "two"], "smoke", seed=1, root=root)) == []
+    # editing a module the chapters import (here through another module) re-executes them
+    (lib.parent / "helper.py").write_text("C = 2\n")
     assert ran(book.execute(["one", "two"], "smoke", seed=1, root=root)) == ["one", "two"]
     # a missing executed notebook is a miss, whatever the stamp says
     ch = book.select(["two"], root)[0]
@@ -175,3 +183,14 @@ def test_chapters_on_a_dask_cluster_survive_a_killed_worker(tmp_path):
     rec = json.loads((root / "_build" / "results" / "smoke" / "plain.json").read_text())
     assert rec["seed"] == 2
     assert os.environ.get("VARBOOK_RESULTS_DIR") is None
+
+
+def test_a_chapter_key_covers_the_modules_it_imports_and_no_other():
+    root = book.project_root()
+    ch = book.select(["fbm_sde"], root)[0]
+    files = {p.relative_to(root / "src").as_posix() for p in cache.imported_files(root, cache.chapter_code(root, ch))}
+    assert {"varbook/__init__.py", "varbook/runtime.py", "varbook/book/claims.py"} <= files
+    assert any(f.startswith("varbook/sde/") for f in files)
+    assert not any(f.startswith(("varbook/diffusion/", "varbook/recsys/")) for f in files)
+    # code the key cannot read depends on the whole library
+    assert cache.imported_files(root, "def (:") == cache.library_files(root)

@@ -244,8 +244,11 @@ class InterpolantMixtureField:
     def _compute_parts(self, x: torch.Tensor, t):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
-        it = self.interpolant
         t = _t(t, x)
+        return (t, *(self._parts_1d if self.dim == 1 else self._parts_nd)(x, t))
+
+    def _parts_nd(self, x: torch.Tensor, t: torch.Tensor):
+        it = self.interpolant
         per = t.dim() == 1
         shape = (-1, 1, 1) if per else ()
         a, b, g = (v.reshape(shape) if per else v for v in (it.alpha(t), it.beta(t), it.gamma(t)))
@@ -274,7 +277,27 @@ class InterpolantMixtureField:
         r_j, r_k = r_jk.sum(2), r_jk.sum(1)
         e_x0 = r_j @ m0 + av * torch.einsum("jde,bje->bd", s0, torch.einsum("bjk,bjke->bje", r_jk, sol_jk))
         e_x1 = r_k @ m1 + bv * torch.einsum("kde,bke->bd", s1, torch.einsum("bjk,bjke->bke", r_jk, sol_jk))
-        return t, log_comp, e_x0, e_x1, minus_score
+        return log_comp, e_x0, e_x1, minus_score
+
+    def _parts_1d(self, x: torch.Tensor, t: torch.Tensor):
+        # one dimension: every covariance is a number, and the pairs (j, k) are the rows of (J*K, B) tensors
+        # (the batch last, so that every operation runs along long rows)
+        it = self.interpolant
+        a, b, g = it.alpha(t), it.beta(t), it.gamma(t)  # scalars or (B,)
+        m0, m1 = self.rho0.means.to(x)[:, 0], self.rho1.means.to(x)[:, 0]
+        s0, s1 = self.rho0.covs.to(x)[:, 0, 0], self.rho1.covs.to(x)[:, 0, 0]
+        j, k = len(m0), len(m1)
+        m0_jk, m1_jk = m0.repeat_interleave(k)[:, None], m1.repeat(j)[:, None]  # row j * K + k: the pair (j, k)
+        s0_jk, s1_jk = s0.repeat_interleave(k)[:, None], s1.repeat(j)[:, None]
+        log_w = (torch.log(self.rho0.weights.to(x))[:, None] + torch.log(self.rho1.weights.to(x))[None]).reshape(-1, 1)
+        var = a**2 * s0_jk + b**2 * s1_jk + g**2  # (J*K, 1) or (J*K, B)
+        sol = (x[:, 0] - (a * m0_jk + b * m1_jk)) / var  # C^{-1}(x - m), (J*K, B)
+        log_comp = log_w - 0.5 * (sol**2 * var + torch.log(var) + math.log(2 * math.pi))
+        r = torch.softmax(log_comp, 0)
+        r_sol = r * sol
+        e_x0 = (r * m0_jk).sum(0) + a * (r_sol * s0_jk).sum(0)
+        e_x1 = (r * m1_jk).sum(0) + b * (r_sol * s1_jk).sum(0)
+        return log_comp.T, e_x0[:, None], e_x1[:, None], r_sol.sum(0)[:, None]
 
     def log_prob(self, x, t) -> torch.Tensor:
         r""":math:`\log\rho_t(x)`, shape ``(batch,)``."""

@@ -279,27 +279,224 @@ def fit_gated(
     return model, history
 
 
+@dataclass(frozen=True)
+class Run:
+    """One network of a sweep: the arguments of :func:`fit_gated` that differ between networks."""
+
+    estimator: str | None
+    target_rate: float
+    seed: int
+    noise_std: float = 1.0
+    add_surrogate: bool = True
+
+
+class GatedStack(nn.Module):
+    """``M`` gated networks of one shape, computed as one batched network (a leading model dimension).
+
+    The weights of ``models`` are copied into stacked tensors (``weights[name]`` has shape
+    ``(M, in, out)``, ``biases[name]`` ``(M, 1, out)``), so that every linear layer of the ``M``
+    networks is one batched matrix product. Model ``m``'s gates are drawn by its own
+    :class:`~varbook.estimators.BinaryStochastic` layer with ``generators[m]``, so each network
+    computes what ``models[m]`` computes. :meth:`write_back` copies the weights back into ``models``.
+    """
+
+    def __init__(self, models: list[GatedMLP]):
+        super().__init__()
+        if not models or len({(m.d_in, m.n_classes, m.n_blocks, m.block_size, m.gated) for m in models}) != 1:
+            raise ValueError("a GatedStack needs at least one model, all of the same shape, all gated or all dense")
+        self.models = models  # a plain list: their parameters are not this module's
+        self.n_blocks, self.block_size, self.gated = models[0].n_blocks, models[0].block_size, models[0].gated
+        self.layers = {"main": [m.main for m in models], "classifier": [m.classifier for m in models]}
+        if self.gated:
+            linear = [i for i, layer in enumerate(models[0].gater) if isinstance(layer, nn.Linear)]
+            self.layers |= {f"gater{i}": [m.gater[i] for m in models] for i in linear}  # type: ignore[index]
+        self.weights = nn.ParameterDict(
+            {k: torch.stack([layer.weight.detach().t() for layer in v]) for k, v in self.layers.items()}
+        )
+        self.biases = nn.ParameterDict(
+            {k: torch.stack([layer.bias.detach()[None] for layer in v]) for k, v in self.layers.items()}
+        )
+        self.gates = nn.ModuleList([m.gate for m in models if m.gate is not None])
+
+    def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.biases[name], x, self.weights[name])
+
+    def gater(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.models[0].gater or []):
+            x = self.linear(f"gater{i}", x) if isinstance(layer, nn.Linear) else layer(x)
+        return x
+
+    def draw_gates(self, a: torch.Tensor, generators: list[torch.Generator | None] | None = None) -> torch.Tensor:
+        """The gates ``(M, N, n_blocks)`` of pre-activations ``a``, network ``m``'s drawn with ``generators[m]``."""
+        gens = generators or [None] * len(self.gates)
+        return torch.stack([gate(a[m], gens[m]) for m, gate in enumerate(self.gates)])
+
+    def classify(self, x: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
+        """The logits ``(M, N, n_classes)`` of inputs ``(M, N, d_in)`` with ``gates`` (``None``: dense)."""
+        hidden = F.relu(self.linear("main", x))
+        if gates is not None:
+            hidden = hidden.view(*x.shape[:2], self.n_blocks, self.block_size) * gates.unsqueeze(-1)
+        return self.linear("classifier", hidden.flatten(2))
+
+    def forward(self, x: torch.Tensor, generators: list[torch.Generator | None] | None = None):
+        """Logits ``(M, N, n_classes)`` and gate pre-activations ``(M, N, n_blocks)`` (``None`` when dense)."""
+        if not self.gated:
+            return self.classify(x, None), None
+        a = self.gater(x)
+        return self.classify(x, self.draw_gates(a, generators)), a
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test accuracy and fraction of non-zero gates of every network, noise off (as :func:`evaluate_gated`)."""
+        was_training = self.training
+        self.eval()
+        x = x.expand(len(self.models), -1, -1)
+        gates = self.draw_gates(self.gater(x)) if self.gated else None
+        accuracy = (self.classify(x, gates).argmax(-1) == y).float().mean(1)
+        self.train(was_training)
+        if gates is None:
+            return accuracy, torch.ones_like(accuracy, dtype=torch.float64)
+        return accuracy, (gates != 0).double().mean((1, 2))
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked weights into the networks the stack was built from."""
+        for name, layers in self.layers.items():
+            for m, layer in enumerate(layers):
+                layer.weight.copy_(self.weights[name][m].t())
+                layer.bias.copy_(self.biases[name][m, 0])
+
+
+def stacked_gated_loss(
+    stack: GatedStack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    runs: list[Run],
+    *,
+    sparsity_cost: float,
+    baselines: list[Baseline | None],
+    generators: list[torch.Generator | None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gated_loss` of every network of ``stack`` on its own minibatch ``x[m], y[m]``.
+
+    Returns the sum of the ``M`` losses (each network's parameters get the gradient of its own
+    loss) and the ``M`` mean cross-entropies.
+    """
+    logits, a = stack(x, generators)
+    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    losses = list(ce.mean(1).unbind())
+    if a is not None:
+        for m, (gate, run) in enumerate(zip(stack.gates, runs, strict=True)):
+            rate = gate.fire_probability(a[m]).mean(0)  # eq. st-sparsity, network m
+            losses[m] = losses[m] + sparsity_cost * ((rate - run.target_rate) ** 2).sum()
+            if run.estimator == "reinforce" and run.add_surrogate:
+                losses[m] = losses[m] + gate.reinforce_surrogate(ce[m], baselines[m])
+    return torch.stack(losses).sum(), ce.mean(1).detach()
+
+
+def _global_generator_copy(device: torch.device) -> torch.Generator:
+    """A generator in the state of torch's global generator of ``device`` (whose draws it repeats)."""
+    g = torch.Generator(device=device)
+    g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+    return g
+
+
+def fit_gated_together(
+    data: Split,
+    runs: list[Run],
+    *,
+    n_blocks: int = 16,
+    block_size: int = 16,
+    gater_hidden: int = 32,
+    epochs: int = 30,
+    batch_size: int = 32,
+    sparsity_cost: float = 0.1,
+    desc: str | None = None,
+) -> list[tuple[GatedMLP, History]]:
+    """Train the networks of ``runs`` side by side: the same networks as :func:`fit_gated` on each run.
+
+    Each network is built from its seed as :func:`fit_gated` builds it, and gets its own minibatch
+    order and gate noise, drawn from generators in the states that :func:`fit_gated` would use.
+    The networks are then stepped together: dense ones, STS ones (momentum 0.5) and the other gated
+    ones form three :class:`GatedStack`\ s, and one SGD step moves them all. The results equal
+    :func:`fit_gated`'s up to rounding (the batched products sum in another order).
+    """
+    device = data.x_train.device
+    models, noise, order = [], [], []
+    for run in runs:
+        seed_all(run.seed)
+        order.append(torch.Generator().manual_seed(run.seed))
+        shape = (data.n_features, data.n_classes, n_blocks, block_size, gater_hidden)
+        models.append(GatedMLP(*shape, estimator=run.estimator, noise_std=run.noise_std).to(device))
+        noise.append(_global_generator_copy(device))
+    groups: dict[tuple[bool, float], list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.estimator is not None, 0.5 if run.estimator == "sts" else 0.0), []).append(i)
+    stacks = [(GatedStack([models[i] for i in idx]), idx) for idx in groups.values()]
+    opt = torch.optim.SGD(
+        [{"params": s.parameters(), "momentum": mom} for (_, mom), (s, _) in zip(groups, stacks, strict=True)], lr=0.1
+    )
+    baselines = [PerUnitOptimalBaseline(0.9) if run.estimator == "reinforce" else None for run in runs]
+    histories = [History() for _ in runs]
+    step = 0
+    epochs_iter = range(epochs) if desc is None else progress(range(epochs), desc=desc, leave=True)
+    for _ in epochs_iter:
+        total = torch.zeros(len(runs), dtype=torch.float64, device=device)
+        batches = [minibatches(len(data.x_train), batch_size, g, device) for g in order]
+        for idx in zip(*batches, strict=True):
+            idx_all = torch.stack(idx)
+            loss = torch.zeros((), device=device)
+            for stack, members in stacks:
+                rows = idx_all[members]
+                stack_loss, ce = stacked_gated_loss(
+                    stack,
+                    data.x_train[rows],
+                    data.y_train[rows],
+                    [runs[i] for i in members],
+                    sparsity_cost=sparsity_cost,
+                    baselines=[baselines[i] for i in members],
+                    generators=[noise[i] for i in members],
+                )
+                loss = loss + stack_loss
+                total[members] += ce.double() * idx_all.shape[1]
+            descend(opt, loss, step)
+            step += 1
+        for stack, members in stacks:
+            accuracy, gate_rate = stack.evaluate(data.x_test, data.y_test)
+            for j, i in enumerate(members):
+                histories[i].log(
+                    train_ce=total[i] / len(data.x_train), test_accuracy=accuracy[j], test_gate_rate=gate_rate[j]
+                )
+    for stack, _ in stacks:
+        stack.write_back()
+    return list(zip(models, histories, strict=True))
+
+
 def sweep_gated(
     data: Split,
     estimators: dict[str, str],
     rates: list[float],
     seeds: list[int],
     desc: str | None = None,
+    extra: dict[str, Run] | None = None,
     **settings,
 ) -> tuple[list[dict], dict[tuple, History]]:
     """Train the dense network and every (estimator, target rate) pair for each seed, then test them.
 
-    ``estimators`` maps a label to an estimator name; ``settings`` go to :func:`fit_gated`. The
-    dense networks are trained first (label ``"dense"``, rate 1.0), then, for each seed, every
-    estimator at every rate. Returns one row per network (label, target rate, seed and
-    :meth:`GateStats.as_row`) and the histories keyed by ``(label, rate, seed)``.
+    ``estimators`` maps a label to an estimator name; ``extra`` maps a label to one more network
+    (a control, a variant); ``settings`` go to :func:`fit_gated_together`, which trains all the
+    networks side by side, each as :func:`fit_gated` would. Returns one row per network (label,
+    target rate, seed and :meth:`GateStats.as_row`): the dense networks first (label ``"dense"``,
+    rate 1.0), then, for each seed, every estimator at every rate, then ``extra``; and the
+    histories keyed by ``(label, rate, seed)``.
     """
-    jobs: list[tuple[str, str | None, float, int]] = [("dense", None, 1.0, s) for s in seeds]
-    jobs += [(label, name, rate, s) for s in seeds for label, name in estimators.items() for rate in rates]
+    jobs = [("dense", Run(None, 1.0, s)) for s in seeds]
+    jobs += [(label, Run(name, rate, s)) for s in seeds for label, name in estimators.items() for rate in rates]
+    jobs += list((extra or {}).items())
+    trained = fit_gated_together(data, [run for _, run in jobs], desc=desc, **settings)
     rows, histories = [], {}
-    for label, name, rate, s in progress(jobs, desc=desc, disable=desc is None):
-        model, history = fit_gated(data, name, target_rate=rate, seed=s, **settings)
+    for (label, run), (model, history) in zip(jobs, trained, strict=True):
         stats = evaluate_gated(model, data.x_test, data.y_test)
-        rows.append({"estimator": label, "target rate": rate, "seed": s, **stats.as_row()})
-        histories[(label, rate, s)] = history
+        rows.append({"estimator": label, "target rate": run.target_rate, "seed": run.seed, **stats.as_row()})
+        histories[(label, run.target_rate, run.seed)] = history
     return rows, histories

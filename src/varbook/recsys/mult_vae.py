@@ -329,7 +329,7 @@ def fit_together(
         if {n: p.shape for n, p in m.named_parameters()} != shapes or m.drop.p != base.drop.p:
             raise ValueError("fit_together trains models of one architecture (same layers and dropout)")
     params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in shapes}
-    opt = torch.optim.Adam(params.values(), lr=lr)
+    opt = torch.optim.Adam(params.values(), lr=lr, fused=True)
     steps_per_epoch = -(-train.shape[0] // batch_size)
     totals = [steps_per_epoch * epochs if t is None else t for t in total_anneal_steps]
     latent = base.decoder[0].in_features
@@ -348,9 +348,8 @@ def fit_together(
             x_in = base.drop(_normalise(x))  # one dropout mask, then one ε, as each run of fit draws them
             eps = randn(x.shape[0], latent, device=x.device, dtype=x.dtype)
             logits, mu, log_var = _stacked_forward(base, params, x_in, eps)
-            losses = torch.stack(
-                [m.negative_elbo(x, logits[i], mu[i], log_var[i], betas[i]) for i, m in enumerate(models)]
-            )
+            outputs = zip(models, logits.unbind(), mu.unbind(), log_var.unbind(), betas, strict=True)
+            losses = torch.stack([m.negative_elbo(x, f, m_, v, b) for m, f, m_, v, b in outputs])
             descend(opt, losses.sum(), step)
             total_loss += losses.detach().double().cpu() * len(idx)
             step += 1
