@@ -16,6 +16,7 @@ import ast
 import hashlib
 import json
 import re
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,7 +104,13 @@ def imported_files(root: Path, code: str) -> list[Path]:
             rel = path.relative_to(base.parent).with_suffix("")
             is_package = rel.name == "__init__"
             module = ".".join(rel.parent.parts if is_package else rel.parts)
-            todo.extend(_imports(ast.parse(path.read_text(encoding="utf-8")), module, is_package))
+            try:
+                with warnings.catch_warnings():  # an invalid escape in a docstring is not our concern here
+                    warnings.simplefilter("ignore")
+                    tree = ast.parse(path.read_text(encoding="utf-8"))
+            except SyntaxError:
+                return library_files(root)  # a module we cannot read: depend on the whole library
+            todo.extend(_imports(tree, module, is_package))
     data = [p for p in library_files(root) if p.suffix != ".py"]
     return sorted(seen | set(data))
 
