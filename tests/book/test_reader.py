@@ -30,7 +30,8 @@ def test_plain_markdown_expands_listings_citations_and_directives(tmp_path):
 def test_reader_notebook_has_no_myst_left(chapter):
     nb = reader.reader_notebook(ROOT, chapter)
     text = json.dumps(nb)
-    for myst in ("{literalinclude}", "{cite}`", "{eq}`", "{math}", "{admonition}", "{ref}`", ":::", "{code-cell}"):
+    myst_left = ("{literalinclude}", "{cite}`", "{eq}`", "{math}", "{admonition}", "{ref}`", "{numref}`", ":::")
+    for myst in (*myst_left, "{code-cell}"):
         assert myst not in text, f"{chapter.slug}: {myst} left in the reader notebook"
     assert str(ROOT) not in text and "injected-parameters" not in text
     assert "pip install" in nb["cells"][0]["source"]
@@ -40,3 +41,12 @@ def test_reader_notebook_has_no_myst_left(chapter):
     shown = sum("*Library code:" in c["source"] for c in nb["cells"] if c["cell_type"] == "markdown")
     assert text.count("*Library code:") == source.count("{literalinclude}") and shown > 0
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    captions = [c for c in nb["cells"] if c["cell_type"] == "markdown" and c["source"].startswith("**Figure ")]
+    assert len(captions) == source.count("    name: fig-"), f"{chapter.slug}: a caption under every figure"
+
+
+def test_numref_reads_as_the_figure_number(tmp_path):
+    text = "As {numref}`fig-a` and {numref}`Panel %s <fig-b>` show."
+    assert (
+        reader.plain_markdown(text, tmp_path, tmp_path, {"fig-a": 1, "fig-b": 2}) == "As Figure 1 and Panel 2 show.\n"
+    )

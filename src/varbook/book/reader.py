@@ -68,7 +68,8 @@ def _titles(root: Path) -> dict[str, str]:
     return out
 
 
-def _roles(text: str, root: Path) -> str:
+def _roles(text: str, root: Path, figures: dict[str, int] | None = None) -> str:
+    figures = figures or {}
     bib = _bibliography(str(root / "references.bib")) if (root / "references.bib").exists() else {}
     titles = _titles(root)
 
@@ -79,6 +80,10 @@ def _roles(text: str, root: Path) -> str:
         if role == "eq":
             return f"({body})"
         explicit = re.fullmatch(r"(.*?)\s*<([^>]+)>", body)
+        if role == "numref":  # Figure N, numbered in the chapter's order as on the page
+            label = explicit.group(2) if explicit else body
+            number = str(figures.get(label, "?"))
+            return explicit.group(1).replace("%s", number) if explicit else f"Figure {number}"
         if explicit:  # {ref}`text <label>`: the text
             return explicit.group(1)
         if role in ("ref", "doc"):
@@ -92,7 +97,7 @@ def _closing(fence: str) -> re.Pattern:
     return re.compile(rf"^{re.escape(fence[0])}{{{len(fence)},}}\s*$")
 
 
-def plain_markdown(text: str, source_dir: Path, root: Path) -> str:
+def plain_markdown(text: str, source_dir: Path, root: Path, figures: dict[str, int] | None = None) -> str:
     """MyST markdown as plain Jupyter markdown (see the module's description)."""
     lines = text.splitlines()
     out: list[str] = []
@@ -153,7 +158,7 @@ def plain_markdown(text: str, source_dir: Path, root: Path) -> str:
         if not _LABEL_LINE.match(line) and not line.startswith("% "):
             out.append(line)
         i += 1
-    return _roles("\n".join(out), root).strip() + "\n"
+    return _roles("\n".join(out), root, figures).strip() + "\n"
 
 
 def reader_notebook(root: Path, chapter: Chapter, edition: str = "instructor") -> dict:
@@ -167,10 +172,15 @@ def reader_notebook(root: Path, chapter: Chapter, edition: str = "instructor") -
     if text.startswith("---\n") and "\n---\n" in text[4:]:  # the header: this notebook writes its own
         text = text[4:].split("\n---\n", 1)[1]
     nb = jupytext.reads(text, fmt="md:myst")
+    figures: dict[str, int] = {}  # figure names in the chapter's order: the numbers the page gives them
+    for cell in nb.cells:
+        name = cell.metadata.get("mystnb", {}).get("figure", {}).get("name") if cell.cell_type == "code" else None
+        if name:
+            figures[name] = len(figures) + 1
     cells = [nbformat.v4.new_markdown_cell(INSTALL)]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            src = plain_markdown(cell.source, (root / chapter.source).parent, root)
+            src = plain_markdown(cell.source, (root / chapter.source).parent, root, figures)
             if src.strip():
                 cells.append(nbformat.v4.new_markdown_cell(src))
         elif cell.cell_type == "code":
@@ -179,6 +189,11 @@ def reader_notebook(root: Path, chapter: Chapter, edition: str = "instructor") -
             if tags:
                 new.metadata["tags"] = tags
             cells.append(new)
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            if figure.get("caption"):  # the page's caption, under the cell that draws the figure
+                number = figures.get(figure.get("name"), len(figures))
+                caption = _roles(" ".join(str(figure["caption"]).split()), root, figures)
+                cells.append(nbformat.v4.new_markdown_cell(f"**Figure {number}.** {caption}"))
     out = nbformat.v4.new_notebook(cells=cells)
     out.nbformat_minor = 5
     out.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
