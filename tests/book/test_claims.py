@@ -186,3 +186,17 @@ def test_sanity_checks_are_shown_apart_after_the_claims():
     r.check("claim", 1.0, "<", 2.0, tier="robust", control=5.0)
     page = r.to_html()
     assert page.index("claim<") < page.index("Sanity checks") < page.index("identity")
+
+
+def test_an_experiment_not_built_says_so_in_every_profile(tmp_path):
+    for profile in ("smoke", "full"):
+        r = Report("demo", profile, 0, torch.device("cpu"))
+        c = r.skip("AIR on multi-object digits", "not built: needs a recurrent attention model", tier="robust",
+                   not_built=True)  # fmt: skip
+        assert c.verdict(r.asserted(c)) == "not built" and "not built" in r.to_html()
+        assert r.failures() == []  # shown as missing, not failed
+        r.finish(tmp_path)
+    with pytest.raises(ValueError, match="either not built or missing a peer"):
+        r.skip("x", "y", tier="exploratory", not_built=True, missing_peer=True)
+    with pytest.raises(ValueError, match="cannot be skipped"):
+        r.skip("z", "not run", tier="robust")

@@ -64,6 +64,9 @@ number, proposed before the run (by the brief, by us, or from theory such as a q
 pilot run (the pilot's numbers follow the colon), or ``none`` (a sanity check or a test without a number)."""
 
 
+NOT_BUILT = "not built"
+"""The comparison of a claim whose experiment this chapter does not build (:meth:`Report.skip`)."""
+
 LINE_WIDTH = 88
 """Width of the printed verdict lines (the width of a code block on the book's pages)."""
 
@@ -102,9 +105,9 @@ class Claim:
         return None if self.control_holds is None else not self.control_holds
 
     def verdict(self, asserted: bool) -> str:
-        """One word for the row: holds, fails, not reproduced, cannot discriminate, sanity, not run."""
+        """One word for the row: holds, fails, not reproduced, cannot discriminate, sanity, not run, not built."""
         if self.holds is None:
-            return "not run"
+            return "not built" if self.comparison == NOT_BUILT else "not run"
         if self.control_holds:
             return "cannot discriminate"
         if self.kind == "sanity":
@@ -115,7 +118,7 @@ class Claim:
 
     def line(self, asserted: bool) -> str:
         """The claim as one line of text, as :meth:`Report.check` prints it."""
-        mark = {"holds": "ok", "sanity": "ok", "not run": "--", "not reproduced": "no"}.get(
+        mark = {"holds": "ok", "sanity": "ok", "not run": "--", "not built": "--", "not reproduced": "no"}.get(
             self.verdict(asserted), "FAIL"
         )
         control = (
@@ -151,6 +154,7 @@ def _as_floats(value) -> list[float]:
 
 _VERDICT_HTML = {
     "not run": ("varbook-skipped", "#57606a", "&ndash; not run here"),
+    "not built": ("varbook-skipped", "#57606a", "&#8709; not built"),
     "holds": ("varbook-holds", "#1a7f37", "&#10003; holds"),
     "sanity": ("varbook-sanity", "#57606a", "&#10003; sanity check"),
     "fails": ("varbook-fails", "#cf222e", "&#10007; FAILS"),
@@ -159,9 +163,16 @@ _VERDICT_HTML = {
 }
 
 
-def verdict_html(holds: bool | None, asserted: bool, *, kind: str = "claim", control_holds: bool | None = None) -> str:
+def verdict_html(
+    holds: bool | None,
+    asserted: bool,
+    *,
+    kind: str = "claim",
+    control_holds: bool | None = None,
+    comparison: str = "",
+) -> str:
     """The coloured verdict of a claim, shared by the chapters' tables and the dashboard."""
-    word = Claim("", "robust", None, "", holds, kind=kind, control_holds=control_holds).verdict(asserted)
+    word = Claim("", "robust", None, comparison, holds, kind=kind, control_holds=control_holds).verdict(asserted)
     cls, color, text = _VERDICT_HTML[word]
     if word == "holds" and control_holds is False:
         text += " <small>(control fails)</small>"
@@ -380,20 +391,29 @@ class Report:
         source: str | None = None,
         fmt: dict | None = None,
         missing_peer: bool = False,
+        not_built: bool = False,
     ) -> Claim:
         """Record a claim whose experiment does not run in this profile (never for a claim asserted here).
 
         ``missing_peer=True``: the experiment needs a peer library the reader lacks; the claim shows as
-        not run, even where it would be asserted, and the rest of the chapter runs.
+        not run, even where it would be asserted, and the rest of the chapter runs. ``not_built=True``:
+        the chapter does not build the brief's experiment at all (``reason`` says why); the row says so
+        in every profile, whatever its tier, rather than "not run here".
         """
+        if missing_peer and not_built:
+            raise ValueError("a claim is either not built or missing a peer, not both")
         spec = self._spec(statement, fmt, tier=tier, paper=paper, source=source)
-        why = "not run: a peer library is missing" if missing_peer else "not run in this profile"
+        why = (
+            NOT_BUILT
+            if not_built
+            else ("not run: a peer library is missing" if missing_peer else "not run in this profile")
+        )
         claim = Claim(
             spec["statement"], spec["tier"], None, why, None, spec.get("paper", ""),
             spec.get("source", "unverified"), reason, spec.get("key", ""), spec.get("kind", "claim"),
             threshold_from=spec.get("threshold_from", ""),
         )  # fmt: skip
-        if self.asserted(claim) and not missing_peer:
+        if self.asserted(claim) and not (missing_peer or not_built):
             raise ValueError(f"a claim asserted in the {self.profile} profile cannot be skipped: {claim.statement}")
         return self._add(claim)
 
@@ -419,7 +439,7 @@ class Report:
         A claim (not a sanity check) that holds must also carry a negative control that fails.
         """
         if claim.holds is None:
-            return "" if claim.comparison.endswith("missing") else "not run"
+            return "" if claim.comparison.endswith("missing") or claim.comparison == NOT_BUILT else "not run"
         if not claim.holds:
             return "does not hold"
         if claim.control_holds:
@@ -446,7 +466,9 @@ class Report:
                     f'<tr class="varbook-sanity-head"><th colspan="{len(head)}">Sanity checks: true by '
                     "construction of our code, asserted but not counted as reproduced claims</th></tr>"
                 )
-            verdict = verdict_html(c.holds, self.asserted(c), kind=c.kind, control_holds=c.control_holds)
+            verdict = verdict_html(
+                c.holds, self.asserted(c), kind=c.kind, control_holds=c.control_holds, comparison=c.comparison
+            )
             tier = "sanity check" if c.kind == "sanity" else c.tier
             control = "&mdash;" if c.control is None else _fmt(c.control)
             cells = [

@@ -184,7 +184,11 @@ def dashboard(
         rows = []
         for c in r["claims"]:
             mark = verdict_html(
-                c["holds"], bool(c.get("asserted")), kind=c.get("kind", "claim"), control_holds=c.get("control_holds")
+                c["holds"],
+                bool(c.get("asserted")),
+                kind=c.get("kind", "claim"),
+                control_holds=c.get("control_holds"),
+                comparison=c.get("comparison", ""),
             )
             rows.append(
                 [
