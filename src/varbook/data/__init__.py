@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ..runtime import randperm
-from . import tables as tables
 from .synthetic import implicit_feedback, toy2d
 
 
