@@ -17,6 +17,13 @@ def test_measure_counts_prose_visible_and_hidden_code():
     shape = style.measure_text(text)
     assert (shape.prose_lines, shape.visible_code_lines, shape.hidden_code_lines) == (2, 2, 2)
     assert shape.largest_visible_cell == 2 and shape.code_share == 0.5
+    yaml_options = (
+        "# T\n\nProse.\n\n```{code-cell} ipython3\n---\nmystnb:\n  figure:\n    caption: A long\n"
+        "      caption.\n    name: fig-x\ntags: [hide-input]\n---\nplot()\n```\n\n"
+        "```{code-cell} ipython3\n---\nmystnb: {figure: {name: fig-y}}\n---\nshown()\n```\n"
+    )
+    shape = style.measure_text(yaml_options)
+    assert (shape.prose_lines, shape.visible_code_lines, shape.hidden_code_lines) == (2, 1, 1)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.slug for c in CHAPTERS])

@@ -45,12 +45,20 @@ def measure_text(text: str) -> Shape:
     if text.startswith("---\n"):
         text = text.split("\n---\n", 1)[1]
     prose = visible = hidden = largest = 0
-    in_cell, in_options, hide, size = False, False, False, 0
+    in_cell, in_options, in_yaml, hide, size = False, False, False, False, 0
     for line in text.split("\n"):
         if not in_cell and line.startswith("```{code-cell}"):
-            in_cell, in_options, hide, size = True, True, False, 0
+            in_cell, in_options, in_yaml, hide, size = True, True, False, False, 0
             continue
         if in_cell:
+            if in_options and size == 0 and line.strip() == "---":  # a YAML block of options opens or closes
+                in_yaml = not in_yaml
+                in_options = in_yaml
+                if not in_yaml:
+                    continue
+            if in_yaml:
+                hide = hide or any(tag in line for tag in HIDING_TAGS)
+                continue
             if line.startswith("```"):
                 in_cell = False
                 if hide:
