@@ -36,6 +36,24 @@ def test_fit_cone_rows_are_lower_bounds_and_histories_are_recorded():
         assert isinstance(histories[name], History) and histories[name]["step"] == [0, 5]
 
 
+def test_fit_cone_steps_on_the_sum_of_the_objectives_surrogates():
+    objectives = bench.cone_objectives(1)
+    alone = bench.cone_objectives(1)
+    torch.manual_seed(0)
+    bench.fit_cone(objectives, 3, cone_log_evidence(5.0), eval_particles=10)
+    torch.manual_seed(0)  # the same draws in the same order: three plain SGD steps on the summed surrogates
+    programs = {name: make(p) for name, (make, _, p) in alone.items()}
+    opt = torch.optim.SGD([p for _, m, _ in alone.values() for p in m.parameters()], lr=1e-3)
+    for _ in range(3):
+        total = torch.stack([estimate(program).mean(0).sum() for program in programs.values()]).sum()
+        opt.zero_grad()
+        (-total).backward()
+        opt.step()
+    for name in objectives:
+        for p, q in zip(objectives[name][1].parameters(), alone[name][1].parameters(), strict=True):
+            assert torch.allclose(p, q)
+
+
 def test_fit_discrete_vae_is_seeded_and_its_curve_is_the_exact_elbo():
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(40, 64, generator=g) > 0.5).to(F64)
@@ -50,6 +68,21 @@ def test_fit_discrete_vae_is_seeded_and_its_curve_is_the_exact_elbo():
         assert curve.last("test_elbo") == pytest.approx(float(vae.exact_elbo(x[32:]).mean()))
     _, again, _ = bench.fit_discrete_vae(make, x[:32], x[32:], 5, seed=3, batch=8, eval_every=2)
     assert again["test_elbo"] == curve["test_elbo"]
+
+
+def test_exact_elbo_is_the_models_exact_elbo():
+    torch.manual_seed(0)
+    vae = BernoulliVAE(64, n_latent=5, hidden=16).to(F64)
+    x = (torch.rand(7, 64) > 0.5).to(F64)
+    with torch.no_grad():
+        assert torch.allclose(bench.exact_elbo(vae, x), vae.exact_elbo(x), rtol=0, atol=1e-10)
+
+
+def test_cone_gap_se_adds_the_variances_of_the_two_objectives():
+    se = {"ELBO": 0.03, "IWELBO(5)": 0.04, "HVI": 0.1, "IWHVI(5)": 0.0, "DIWHVI(5,5)": 0.05}
+    gaps = bench.cone_gap_se(se)
+    assert gaps["iwelbo_gain"] == pytest.approx(0.05) and gaps["iwhvi_gain"] == pytest.approx(0.1)
+    assert set(gaps) == set(bench.cone_gaps(dict.fromkeys(se, 0.0)))
 
 
 def toy_program(loss, strategy):
