@@ -129,6 +129,44 @@ def test_train_interpolant_fields_is_seeded_and_returns_fields():
     torch.testing.assert_close(a["eta"](x, 0.3), b["eta"](x, 0.3))
 
 
+def test_stacked_training_equals_training_each_network_alone():
+    from varbook.nn import TimeMLP, train_steps
+
+    g = torch.Generator().manual_seed(9)
+    x0, x1 = STD_2D.sample(256, g).float(), RING.sample(256, g).float()
+    it = Interpolant("linear", "brownian")
+    kw = dict(hidden=16, depth=2, steps=5, batch_size=32, lr=1e-2, seed=3)
+    fields = si.train_interpolant_fields(it, x0, x1, kinds=("b", "v", "eta"), **kw)
+    x = torch.randn(7, 2, generator=g)
+    for kind in ("b", "v", "eta"):
+        torch.manual_seed(3)
+        net = TimeMLP(2, 16, 2)
+        train_steps(
+            net,
+            lambda a, c, net=net, kind=kind: si.interpolant_losses(net, kind, it, a[torch.randperm(len(a))], c).mean(),
+            (x0, x1), 5, 32, lr=1e-2,
+        )  # fmt: skip
+        torch.testing.assert_close(fields[kind](x, 0.3), net(x, torch.full((7,), 0.3)), rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_losses_are_the_losses_of_each_network():
+    from varbook.nn import TimeMLP
+
+    g = torch.Generator().manual_seed(10)
+    x0, x1 = STD_2D.sample(64, g).float(), RING.sample(64, g).float()
+    nets = [TimeMLP(2, 8, 2) for _ in range(2)]
+    stacked = si.StackedNets(nets)
+    it = Interpolant("linear", "brownian")
+    both = si.interpolant_losses(stacked, ("b", "eta"), it, x0, x1, generator=torch.Generator().manual_seed(1))
+    assert both.shape == (2, 64)
+    for row, net, kind in zip(both, nets, ("b", "eta"), strict=True):
+        alone = si.interpolant_losses(net, kind, it, x0, x1, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(row, alone)
+    assert [type(m) for m in stacked.unstack()] == [TimeMLP, TimeMLP]
+    with pytest.raises(ValueError, match="returned shape"):
+        si.interpolant_losses(stacked, ("b", "v", "eta"), it, x0, x1)
+
+
 def test_full_profile_experiments_run_at_toy_scale():
     g = torch.Generator().manual_seed(8)
     rows, floor = si.checkerboard_variants(

@@ -130,3 +130,22 @@ def test_flow_matching_peer_agrees_and_its_control_does_not():
     diffs = [v for k, v in row.items() if "max" in k and "control" not in k]
     assert len(diffs) == 4 and max(diffs) < 1e-4
     assert row["control: x_t at 1 - t (max |diff|)"] > 0.1
+
+
+def test_levels_per_point_equal_one_run_per_level():
+    x, ts = points(5), torch.linspace(1, 0, 11, dtype=F64)
+    eps = torch.tensor([0.0, 0.5, 1.0, 0.5, 0.2], dtype=F64)
+    keep = torch.tensor([True, True, True, False, True])
+    batched = sde_log_likelihood(
+        FIELD.b, FIELD.score, x, ts, eps, base, torch.Generator().manual_seed(5), martingale=True, score_term=keep
+    )
+    for i in range(len(x)):  # the draws do not depend on the levels: row i is row i of a run at its own level
+        alone = sde_log_likelihood(
+            FIELD.b, FIELD.score, x, ts, float(eps[i]), base, torch.Generator().manual_seed(5),
+            martingale=True, score_term=bool(keep[i]),
+        )  # fmt: skip
+        torch.testing.assert_close(batched[i], alone[i])
+    with pytest.raises(ValueError, match="one value per point"):
+        sde_log_likelihood(FIELD.b, FIELD.score, x, ts, eps[:3], base)
+    with pytest.raises(ValueError, match="non-negative"):
+        sde_log_likelihood(FIELD.b, FIELD.score, x, ts, -eps, base)

@@ -189,3 +189,21 @@ def test_bad_input():
         Interpolant().alpha(torch.tensor(1.2))
     with pytest.raises(ValueError, match="only the one-sided linear"):
         Interpolant("trig").as_schedule()
+
+
+@pytest.mark.parametrize("path,gamma", all_interpolants())
+def test_one_dimensional_fields_match_the_general_code(path, gamma):
+    rho0 = GaussianMixture(
+        torch.tensor([0.3, 0.7]), torch.tensor([[0.0], [1.0]]), torch.tensor([1.0, 0.5])[:, None, None]
+    )
+    rho1 = GaussianMixture(
+        torch.tensor([1.0, 2.0, 3.0]),
+        torch.tensor([[-2.0], [2.0], [0.5]]),
+        torch.tensor([0.09, 0.2, 0.5])[:, None, None],
+    )
+    f = InterpolantMixtureField(Interpolant(path, gamma), rho0, rho1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 1, dtype=torch.float64, generator=g)
+    for t in (torch.tensor(0.37, dtype=torch.float64), 0.02 + 0.96 * torch.rand(50, dtype=torch.float64, generator=g)):
+        for fast, general in zip(f._parts_1d(x, t), f._parts_nd(x, t), strict=True):
+            torch.testing.assert_close(fast, general, rtol=1e-10, atol=1e-10)

@@ -98,6 +98,15 @@ def test_solver_errors_show_first_and_second_order_on_an_exact_field():
     assert 0.8 < orders["euler"] < 1.2 and 1.7 < orders["heun"] < 2.3
 
 
+def test_closed_form_inverse_of_the_log_snr_matches_bisection():
+    closed, bisect = dp.VPLinearClosedForm(), VPLinear()
+    t = torch.linspace(1e-3, 1.0, 101, dtype=F64)
+    lam = bisect.log_snr(t)
+    torch.testing.assert_close(closed.t_of_log_snr(lam), bisect.t_of_log_snr(lam), rtol=0, atol=1e-12)
+    torch.testing.assert_close(closed.t_of_log_snr(lam), t, rtol=0, atol=1e-12)
+    torch.testing.assert_close(time_grid(closed, 7), time_grid(bisect, 7), rtol=0, atol=1e-12)
+
+
 def test_fit_denoiser_is_train_steps_on_the_denoising_loss():
     from varbook.diffusion import denoising_loss
 
@@ -114,6 +123,46 @@ def test_fit_denoiser_is_train_steps_on_the_denoising_loss():
     by_hand = train_steps(net, lambda a: denoising_loss(net, a, Linear(), "v"), (x,), 20, 32, lr=1e-2)
     assert isinstance(model, Denoiser) and model.kind == "v" and isinstance(history, History)
     assert history["loss"] == by_hand["loss"]
+
+
+@pytest.mark.parametrize("kind", ["eps", "x0", "v"])
+def test_denoising_pair_gives_the_denoising_loss(kind):
+    from varbook.diffusion import denoising_loss
+
+    x0, net = torch.randn(64, 2, dtype=F64), TimeMLP(2, 8, 2).double()
+    loss = denoising_loss(net, x0, VPLinear(), kind, generator=torch.Generator().manual_seed(3))
+    xt, t, target = dp.denoising_pair(x0, VPLinear(), kind, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(((net(xt, t) - target) ** 2).mean(), loss)
+    with pytest.raises(ValueError, match="prediction kind"):
+        dp.denoising_pair(x0, VPLinear(), "score")
+
+
+def test_fit_denoisers_trains_one_network_as_fit_denoiser_does():
+    x = torch.randn(256, 2)
+    torch.manual_seed(0)
+    (alone,), history = dp.fit_denoisers([TimeMLP(2, 16, 2)], [(Linear(), "v")], x, 20, 32, lr=1e-2)
+    torch.manual_seed(0)
+    ref, ref_history = dp.fit_denoiser(TimeMLP(2, 16, 2), Linear(), "v", (x,), 20, 32, lr=1e-2)
+    torch.testing.assert_close(torch.tensor(history["loss"]), torch.tensor(ref_history["loss"]))
+    for p, q in zip(alone.net.parameters(), ref.net.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_denoisers_keeps_the_networks_apart():
+    torch.manual_seed(0)
+    nets = [TimeMLP(2, 16, 2) for _ in range(3)]
+    stacked = dp.StackedNets(nets)
+    x, t = torch.randn(3, 10, 2), torch.rand(3, 10)
+    for m, net in enumerate(nets):  # slice m of the stacked forward pass is network m
+        torch.testing.assert_close(stacked(x, t)[m], net(x[m], t[m]))
+    frozen = [p.clone() for p in nets[1].parameters()]
+    targets = [(VPLinear(), "eps"), (VPLinear(), "v"), (Linear(), "v")]
+    fields, history = dp.fit_denoisers(nets, targets, torch.randn(128, 2), 5, 16, lr=1e-2)
+    assert [(f.kind, type(f.schedule)) for f in fields] == [(k, type(s)) for s, k in targets]
+    assert len(history["loss"]) == 5 and all(f.net is n for f, n in zip(fields, nets, strict=True))
+    assert all(not torch.equal(p, q) for p, q in zip(nets[1].parameters(), frozen, strict=True))
+    with pytest.raises(ValueError, match="2 networks for 3 targets"):
+        dp.fit_denoisers(nets[:2], targets, torch.randn(8, 2), 1, 4)
 
 
 def test_fit_denoiser_passes_labels_and_label_dropout():

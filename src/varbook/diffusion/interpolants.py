@@ -20,6 +20,7 @@ has the same marginals.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -291,13 +292,15 @@ class InterpolantMixtureField:
         s0_jk, s1_jk = s0.repeat_interleave(k)[:, None], s1.repeat(j)[:, None]
         log_w = (torch.log(self.rho0.weights.to(x))[:, None] + torch.log(self.rho1.weights.to(x))[None]).reshape(-1, 1)
         var = a**2 * s0_jk + b**2 * s1_jk + g**2  # (J*K, 1) or (J*K, B)
-        sol = (x[:, 0] - (a * m0_jk + b * m1_jk)) / var  # C^{-1}(x - m), (J*K, B)
-        log_comp = log_w - 0.5 * (sol**2 * var + torch.log(var) + math.log(2 * math.pi))
+        diff = x[:, 0] - (a * m0_jk + b * m1_jk)
+        sol = diff / var  # C^{-1}(x - m), (J*K, B)
+        log_comp = (log_w - 0.5 * (torch.log(var) + math.log(2 * math.pi))) - 0.5 * diff * sol
         r = torch.softmax(log_comp, 0)
-        r_sol = r * sol
-        e_x0 = (r * m0_jk).sum(0) + a * (r_sol * s0_jk).sum(0)
-        e_x1 = (r * m1_jk).sum(0) + b * (r_sol * s1_jk).sum(0)
-        return log_comp.T, e_x0[:, None], e_x1[:, None], r_sol.sum(0)[:, None]
+        # sum_jk r_jk m0_j, sum_jk r_jk m1_k, then sum_jk r_jk sol_jk S0_j, S1_k and 1, as two small products
+        means = torch.cat([m0_jk, m1_jk], 1).T @ r
+        covs = torch.cat([s0_jk, s1_jk, torch.ones_like(s0_jk)], 1).T @ (r * sol)
+        e_x0, e_x1 = means[0] + a * covs[0], means[1] + b * covs[1]
+        return log_comp.T, e_x0[:, None], e_x1[:, None], covs[2][:, None]
 
     def log_prob(self, x, t) -> torch.Tensor:
         r""":math:`\log\rho_t(x)`, shape ``(batch,)``."""
@@ -332,7 +335,7 @@ class InterpolantMixtureField:
 # -------------------------------------------------------------------------------------------------
 def interpolant_losses(
     net,
-    kind: str,
+    kind: str | tuple[str, ...],
     interpolant: Interpolant,
     x0: torch.Tensor,
     x1: torch.Tensor,
@@ -353,9 +356,13 @@ def interpolant_losses(
 
     ``antithetic=True`` evaluates each term at :math:`x_t^{\pm}` (the latent with both signs) and averages the pair.
     ``t`` defaults to uniform draws on ``[t_min, t_max]``; ``generator`` draws them and the latent
-    (``None``: torch's global generator).
+    (``None``: torch's global generator). A tuple of kinds learns several fields on the same draws with one
+    stacked network (:class:`StackedNets`: ``net(x, t)`` of shape ``(len(kind), *x.shape)``); the losses are then
+    ``(len(kind), batch)``.
     """
-    check_choice("field", kind, KINDS)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    for k in kinds:
+        check_choice("field", k, KINDS)
     if x0.shape != x1.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     n = x0.shape[0]
@@ -376,17 +383,18 @@ def interpolant_losses(
         latent, scale = randn_like(x0, generator), col(it.gamma(tt))
         base = col(it.alpha(tt)) * x0 + col(it.beta(tt)) * x1
         fixed_target = da * x0 + db * x1
-        flip_target = col(it.d_gamma(tt)) * latent if kind == "b" else torch.zeros_like(x0)
+        flip_target = col(it.d_gamma(tt)) * latent  # the latent's part of b's target (v has none)
 
     signs = (1.0, -1.0) if antithetic else (1.0,)
     t_net = tt.expand(n) if tt.dim() == 0 else tt
     # both members of an antithetic pair go through the network in one batch
     x = torch.cat([base + sign * scale * latent for sign in signs])  # x_t^+ (and x_t^-)
     pred_all = net(x, t_net.repeat(len(signs)))
-    if pred_all.shape != x.shape:
+    pred_all = pred_all[None] if isinstance(kind, str) else pred_all
+    if pred_all.shape != (len(kinds), *x.shape):
         raise ValueError(f"the network returned shape {tuple(pred_all.shape)} for x of shape {tuple(x.shape)}")
 
-    def one(sign: float, pred: torch.Tensor) -> torch.Tensor:
+    def one(kind: str, sign: float, pred: torch.Tensor) -> torch.Tensor:
         sq = 0.5 * (pred**2).flatten(1).sum(1)  # |field|^2 / 2, then the linear term of L_b, L_v, L_s or L_eta
         if kind in ("b", "v"):
             target = fixed_target + sign * flip_target if (kind == "b" or it.one_sided) else fixed_target
@@ -395,8 +403,48 @@ def interpolant_losses(
             return sq + (sign * latent * pred).flatten(1).sum(1) / scale.flatten()
         return sq + (sign * latent * pred).flatten(1).sum(1)
 
-    terms = [one(sign, pred) for sign, pred in zip(signs, pred_all.split(n), strict=True)]
-    return torch.stack(terms).sum(0) / len(terms)  # the mean over the pair (or the one plain term)
+    losses = []
+    for k, preds in zip(kinds, pred_all, strict=True):
+        terms = [one(k, sign, pred) for sign, pred in zip(signs, preds.split(n), strict=True)]
+        losses.append(torch.stack(terms).sum(0) / len(terms))  # the mean over the pair (or the one plain term)
+    return losses[0] if isinstance(kind, str) else torch.stack(losses)
+
+
+class StackedNets(torch.nn.Module):
+    r"""Networks of one architecture run as one: ``forward(x, t)`` gives their outputs stacked, ``(K, batch, ...)``.
+
+    Their parameters are stacked along a first axis (:func:`torch.func.stack_module_state`) and the forward pass is
+    one :func:`torch.func.vmap` of :func:`torch.func.functional_call`, so that every layer is one batched product.
+    No parameter is shared, so the gradient of a sum of per-network losses is each network's own gradient, and
+    Adam, which works element by element, trains each network as it would train it alone. :meth:`unstack` writes
+    the trained parameters back into the networks.
+    """
+
+    def __init__(self, nets):
+        super().__init__()
+        nets = list(nets)
+        params, buffers = torch.func.stack_module_state(nets)
+        if buffers:
+            raise ValueError("StackedNets takes networks without buffers")
+        self._nets = tuple(nets)  # a tuple: not registered, so the stack owns only the stacked parameters
+        self._template = (copy.deepcopy(nets[0]).to("meta"),)
+        self._names = list(params)
+        self.stacked = torch.nn.ParameterList(torch.nn.Parameter(params[k]) for k in self._names)
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        def one(params, x, *args):
+            return torch.func.functional_call(self._template[0], params, (x, *args))
+
+        params = dict(zip(self._names, self.stacked, strict=True))
+        return torch.func.vmap(one, in_dims=(0, None, *(None for _ in args)))(params, x, *args)
+
+    def unstack(self) -> list[torch.nn.Module]:
+        """The networks, holding the stacked parameters' current values."""
+        with torch.no_grad():
+            for i, net in enumerate(self._nets):
+                for name, p in zip(self._names, self.stacked, strict=True):
+                    net.get_parameter(name).copy_(p[i])
+        return list(self._nets)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -450,11 +498,11 @@ def sde_log_likelihood(
     s: Score,
     x: torch.Tensor,
     ts,
-    eps: float,
+    eps: float | torch.Tensor,
     base_log_prob,
     generator: torch.Generator | None = None,
     martingale: bool = False,
-    score_term: bool = True,
+    score_term: bool | torch.Tensor = True,
 ) -> torch.Tensor:
     r""":math:`\log\rho_1(x)` of the forward SDE :math:`dX = b_F\,dt + \sqrt{2\epsilon}\,dW`, :math:`b_F = b + \epsilon s`, by
     one path of the backward SDE per point :cite:`albergo2023stochastic`; shape ``(batch,)``.
@@ -471,13 +519,18 @@ def sde_log_likelihood(
     unbiased estimate of :math:`\log\rho_1(x)`; with it (``martingale=True``) and exact fields each path is exact up to
     the time step. ``eps = 0`` is the ODE's :math:`\log\rho_0(X_0) - \int\nabla\cdot b`, by Euler.
     ``score_term=False`` drops :math:`\epsilon|s|^2` (a negative control: the ODE's formula along an SDE path).
+    ``eps`` and ``score_term`` may also be given per point, shape ``(batch,)``, to run several models as one batch.
     ``ts`` runs from :math:`t_1` down to :math:`t_0`; ``base_log_prob`` is :math:`\log\rho_0`; the divergence is exact.
     """
     ts = torch.as_tensor(ts, dtype=torch.float64)
     if ts.dim() != 1 or ts.numel() < 2 or not (ts.diff() < 0).all():
         raise ValueError("ts must be a decreasing grid from t1 (where x lives) to t0")
-    if eps < 0:
+    eps, keep = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (eps, score_term))
+    if (eps < 0).any():
         raise ValueError(f"the diffusion level eps must be non-negative, got {eps}")
+    if any(v.dim() > 1 or (v.dim() == 1 and len(v) != len(x)) for v in (eps, keep)):
+        raise ValueError("eps and score_term must be numbers or hold one value per point")
+    e = eps[:, None] if eps.dim() else eps  # broadcasts against x (batch, d)
     y = x.detach()
     integral = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for t, t_next in zip(ts[:-1], ts[1:], strict=True):
@@ -485,15 +538,16 @@ def sde_log_likelihood(
         with torch.enable_grad():
             yr = y.requires_grad_(True)
             score = s(yr, t)
-            forward = b(yr, t) + eps * score  # b_F = b + eps s
+            forward = b(yr, t) + e * score  # b_F = b + eps s
             div = divergence(forward, yr)
         score, forward = score.detach(), forward.detach()
-        rate = div.detach() + (eps * (score**2).sum(1) if score_term else 0.0)  # div b_F + eps |s|^2
+        rate = div.detach() + keep * eps * (score**2).sum(1)  # div b_F + eps |s|^2
         integral = integral + h * rate
         xi = randn_like(y, generator)
+        noise = (2 * e * h).sqrt()  # sqrt(2 eps h)
         if martingale:
-            integral = integral + math.sqrt(2 * eps * h) * (score * xi).sum(1)
-        y = (y.detach() - h * (forward - 2 * eps * score) + math.sqrt(2 * eps * h) * xi).detach()  # b_B = b_F - 2 eps s
+            integral = integral + (noise * score * xi).sum(1)
+        y = (y.detach() - h * (forward - 2 * e * score) + noise * xi).detach()  # b_B = b_F - 2 eps s
     return base_log_prob(y) - integral
 
 
@@ -523,27 +577,30 @@ def sde_likelihood_sweep(
 
     One row per level: the estimated and exact NLL (means over points), the error of the mean and its standard error
     over all paths, and their ratio :math:`z`. With ``control_eps``, a last row runs the negative control at that level:
-    the ODE's formula along the SDE path (``score_term=False``, :math:`\epsilon|s|^2` forgotten).
+    the ODE's formula along the SDE path (``score_term=False``, :math:`\epsilon|s|^2` forgotten). All levels run as
+    one batch.
     """
     one, zero = torch.tensor(1.0, dtype=x.dtype), torch.tensor(0.0, dtype=x.dtype)
     exact = log_prob(x, one)
-    reps = x.repeat(paths, 1)
     ts = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
     levels = [(float(e), True) for e in eps_values]
     if control_eps is not None:
         levels.append((float(control_eps), False))
+    # every level (and the control) is one block of rows of a single batch: paths x points per level
+    eps = torch.tensor([e for e, _ in levels], dtype=x.dtype).repeat_interleave(paths * len(x))
+    right = torch.tensor([r for _, r in levels]).repeat_interleave(paths * len(x))
+    est = sde_log_likelihood(
+        b, s, x.repeat(len(levels) * paths, 1), ts, eps, lambda y: log_prob(y, zero), generator, score_term=right
+    ).reshape(len(levels), paths, -1)
     rows = []
-    for eps, right in levels:
-        est = sde_log_likelihood(
-            b, s, reps, ts, eps, lambda y: log_prob(y, zero), generator=generator, score_term=right
-        ).reshape(paths, -1)
-        err = est - exact
+    for (eps_level, right_level), est_level in zip(levels, est, strict=True):
+        err = est_level - exact
         se = float(err.std() / math.sqrt(err.numel()))
         rows.append(
             {
-                "ε": eps,
-                "estimator": "paper (∇·b_F + ε|s|²)" if right else "control: ∇·b_F only",
-                "NLL, estimated": float(-est.mean()),
+                "ε": eps_level,
+                "estimator": "paper (∇·b_F + ε|s|²)" if right_level else "control: ∇·b_F only",
+                "NLL, estimated": float(-est_level.mean()),
                 "NLL, exact": float(-exact.mean()),
                 "error of the mean (nats)": float(err.mean()),
                 "standard error": se,
@@ -726,28 +783,29 @@ def train_interpolant_fields(
     (:func:`interpolant_losses`, antithetic) with independent pairs :math:`(x_0, x_1)`.
 
     Each step draws a minibatch of rows of ``x0`` and ``x1`` and re-pairs the ``x0`` at random, so the
-    pairs are drawn independently. Every network starts from torch's global generator seeded with ``seed``,
-    which also draws the minibatches, the pairings, the times and the latents. Returns the fields (:func:`as_field`).
+    pairs are drawn independently. The networks train side by side as one :class:`StackedNets` on the same
+    draws, each on its own loss: what each would see if trained alone from torch's global generator seeded
+    with ``seed``, which draws the (common) initial weights, the minibatches, the pairings, the times and the
+    latents. Returns the fields (:func:`as_field`).
     """
 
     def shuffled(x: torch.Tensor) -> torch.Tensor:
         return x[randperm(len(x), device=x.device)]
 
-    fields = {}
-    for kind in kinds:
-        torch.manual_seed(seed)
-        net = TimeMLP(x0.shape[1], hidden, depth).to(x0.device)
-        train_steps(
-            net,
-            lambda a, c, net=net, kind=kind: interpolant_losses(net, kind, interpolant, shuffled(a), c).mean(),
-            (x0, x1),
-            steps,
-            batch_size,
-            lr=lr,
-            desc=f"{kind}-network",
-        )
-        fields[kind] = as_field(net)
-    return fields
+    kinds = tuple(kinds)
+    torch.manual_seed(seed)
+    first = TimeMLP(x0.shape[1], hidden, depth).to(x0.device)
+    nets = StackedNets([copy.deepcopy(first) for _ in kinds])
+    train_steps(
+        nets,
+        lambda a, c: interpolant_losses(nets, kinds, interpolant, shuffled(a), c).mean(1).sum(),  # one loss each
+        (x0, x1),
+        steps,
+        batch_size,
+        lr=lr,
+        desc=f"{', '.join(kinds)} networks",
+    )
+    return {kind: as_field(net) for kind, net in zip(kinds, nets.unstack(), strict=True)}
 
 
 def transport(

@@ -4,9 +4,11 @@ Each function is one measurement of the chapter, small enough to read beside it:
 
 * exact identities of one field: :func:`conversion_error`, :func:`score_autograd_error`,
   :func:`ddim_euler_gap` and :func:`ddim_step_vs_diffusers` (DDIM against diffusers' scheduler);
-* the order of the samplers: :func:`dopri5_reference`, :func:`solver_errors`, :func:`fitted_orders`;
+* the order of the samplers: :func:`dopri5_reference`, :func:`solver_errors`, :func:`fitted_orders`
+  (on :class:`VPLinearClosedForm`, whose :math:`t(\lambda)` needs no bisection);
 * the noise floor of the energy distance: :func:`energy_null`;
-* trained fields: :func:`fit_denoiser`, :func:`sample_from_noise`, :func:`ode_vs_sde`;
+* trained fields: :func:`fit_denoiser`, :func:`fit_denoisers` (several networks as one, :class:`StackedNets`),
+  :func:`sample_from_noise`, :func:`ode_vs_sde`;
 * class-conditional images judged by a classifier: :class:`ImageLayout`, :func:`within_class_distance`,
   :class:`Judge`, :func:`guidance_sweep`, :func:`sampler_sweep`;
 * flow maps: :func:`fit_meanflow`, :func:`meanflow_same_times`.
@@ -25,6 +27,7 @@ swapped) and :func:`meanflow_same_times` (a flow map called with :math:`r = t`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from ..nn import MLP, train_steps
-from ..runtime import History, Meter, check_choice, progress
+from ..runtime import History, Meter, check_choice, progress, rand, randn_like
 from .field import Denoiser, Field
 from .flowmaps import meanflow_loss
 from .guidance import GuidedField, guide
@@ -43,7 +47,7 @@ from .losses import denoising_loss
 from .metrics import frechet_distance
 from .param import KINDS, convert
 from .samplers import nfe, sample, sample_ddim, sample_ddim_as_euler, sample_euler, steps_for_nfe
-from .schedules import DiscreteVP, Schedule, time_grid
+from .schedules import DiscreteVP, Schedule, VPLinear, expand, time_grid
 
 SETTINGS: dict[str, dict] = {
     "smoke": dict(
@@ -52,7 +56,7 @@ SETTINGS: dict[str, dict] = {
         law_n=2000,  # samples of the ring for the ODE / SDE comparison
         law_steps=200,
         moons_n=20000,  # two moons: training set, network, optimiser
-        moons_steps=3000,
+        moons_steps=2000,
         moons_hidden=96,
         moons_depth=3,
         moons_batch=512,
@@ -60,10 +64,10 @@ SETTINGS: dict[str, dict] = {
         eval_n=5000,  # samples per evaluation, and sampler steps
         eval_steps=50,
         images="digits",  # 8x8 digits, an MLP denoiser
-        clf_steps=1000,
+        clf_steps=500,
         net="mlp",
-        hidden=256,
-        img_steps=2500,
+        hidden=128,
+        img_steps=1000,
         img_batch=256,
         img_lr=2e-3,
         per_class=50,  # samples per class when judging images
@@ -246,6 +250,21 @@ def dopri5_reference(
             options=dict(first_step=1e-4, step_t=torch.tensor([t_end], dtype=dtype)),
         )[-1]
     return x_ref, meter.seconds
+
+
+class VPLinearClosedForm(VPLinear):
+    r""":class:`~varbook.diffusion.schedules.VPLinear` with :meth:`t_of_log_snr` in closed form instead of by bisection.
+
+    :math:`\alpha_t^2 = \mathrm{sigmoid}(2\lambda)`, so :math:`c = -\log\alpha_t = \tfrac12\,\mathrm{softplus}(-2\lambda)`,
+    and :math:`a t^2 + b t = c` with :math:`a = \tfrac14(\beta_{max} - \beta_{min})`, :math:`b = \tfrac12\beta_{min}`
+    gives :math:`t = 2c / (b + \sqrt{b^2 + 4ac})`. The same schedule, for the samplers that invert
+    :math:`\lambda` at every step (DPM-Solver-2's midpoint).
+    """
+
+    def t_of_log_snr(self, lam: torch.Tensor, iters: int = 0) -> torch.Tensor:
+        c = 0.5 * F.softplus(-2 * torch.as_tensor(lam, dtype=torch.float64))
+        a, b = 0.25 * (self.beta_max - self.beta_min), 0.5 * self.beta_min
+        return 2 * c / (b + torch.sqrt(b * b + 4 * a * c))
 
 
 def heun_lagged(field: Field, x: torch.Tensor, ts) -> torch.Tensor:
@@ -433,6 +452,96 @@ def fit_denoiser(
         desc=desc,
     )
     return Denoiser(net, schedule, kind), history
+
+
+def denoising_pair(
+    x0: torch.Tensor, schedule: Schedule, kind: str, t_min: float = 1e-3, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The input :math:`(x_t, t)` and the regression target of :func:`~varbook.diffusion.losses.denoising_loss`, without the network.
+
+    :math:`t \sim U(t_{min}, t_{max})`, :math:`\epsilon \sim \mathcal N(0, I)`,
+    :math:`x_t = \alpha_t x_0 + \sigma_t\epsilon`; the target is :math:`\epsilon` (``eps``), :math:`x_0`
+    (``x0``) or :math:`\dot\alpha_t x_0 + \dot\sigma_t\epsilon` (``v``), drawn in the same order as the
+    loss draws them, so ``((net(x_t, t) - target) ** 2).mean()`` is that loss. The score target
+    needs the loss's weighting and is left to :func:`~varbook.diffusion.losses.denoising_loss`.
+    """
+    check_choice("prediction kind", kind, ("eps", "x0", "v"))
+    if not 0 <= t_min < schedule.t_max:
+        raise ValueError(f"need 0 <= t_min < t_max = {schedule.t_max}, got {t_min}")
+    t = t_min + (schedule.t_max - t_min) * rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
+    eps = randn_like(x0, generator)
+    if kind == "eps":
+        target = eps
+    elif kind == "x0":
+        target = x0
+    else:
+        target = expand(schedule.d_alpha(t), x0) * x0 + expand(schedule.d_sigma(t), x0) * eps
+    return schedule.q_sample(x0, t, eps), t, target
+
+
+class StackedNets(nn.Module):
+    r"""Networks of one architecture run as one: their parameters stacked along a leading model axis, the
+    forward pass vectorised over it (:func:`torch.func.vmap` of :func:`torch.func.functional_call`).
+
+    ``forward(x, t)`` takes ``x`` of shape ``(M, batch, ...)`` and ``t`` of shape ``(M, batch)``, one slice per
+    network; :meth:`unstack` copies the trained parameters back into the ``M`` networks.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]):
+        super().__init__()
+        if len(nets) < 1 or len({type(n) for n in nets}) != 1:
+            raise ValueError("StackedNets needs one or more networks of one type")
+        params, buffers = stack_module_state(list(nets))
+        self.names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(params[k].detach().clone()) for k in self.names])
+        self.stacked_buffers = buffers
+        self.nets = tuple(nets)  # a tuple, so that their parameters are not this module's
+        self.base = copy.deepcopy(nets[0]).to("meta")
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def one(params, buffers, x, t):
+            return functional_call(self.base, (params, buffers), (x, t))
+
+        return vmap(one)(dict(zip(self.names, self.stacked, strict=True)), self.stacked_buffers, x, t)
+
+    @torch.no_grad()
+    def unstack(self) -> None:
+        """Copy the stacked parameters back into the networks (slice ``m`` into network ``m``)."""
+        for m, net in enumerate(self.nets):
+            for name, p in zip(self.names, self.stacked, strict=True):
+                net.get_parameter(name).copy_(p[m])
+
+
+def fit_denoisers(
+    nets: Sequence[nn.Module],
+    targets: Sequence[tuple[Schedule, str]],
+    x0: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    desc: str | None = None,
+) -> tuple[list[Denoiser], History]:
+    r"""Train several networks of one architecture at once, network ``m`` as a ``kind`` prediction on its ``schedule``.
+
+    The same training as :func:`fit_denoiser` for each ``(schedule, kind)`` of ``targets``, vectorised:
+    the networks run as one :class:`StackedNets` and one Adam step updates all of them. They share each
+    minibatch of data ``x0`` and draw their own times and noise (:func:`denoising_pair`); the loss is the
+    sum of their losses, whose gradients do not mix, and Adam acts on each parameter separately, so
+    each network trains as it would alone. Returns the trained fields and the history of the summed loss.
+    """
+    if len(nets) != len(targets):
+        raise ValueError(f"{len(nets)} networks for {len(targets)} targets")
+    stacked = StackedNets(nets)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        xt, t, target = (torch.stack(v) for v in zip(*(denoising_pair(x, s, k) for s, k in targets), strict=True))
+        return ((stacked(xt, t) - target) ** 2).flatten(1).mean(1).sum()
+
+    history = train_steps(stacked, loss, (x0,), steps, batch_size, lr=lr, desc=desc)
+    stacked.unstack()
+    for net in nets:
+        net.eval()
+    return [Denoiser(net, s, k) for net, (s, k) in zip(nets, targets, strict=True)], history
 
 
 @torch.no_grad()

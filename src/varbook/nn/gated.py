@@ -14,6 +14,7 @@ where :math:`\bar p_j` is the batch mean of the probability that gate :math:`j` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -291,32 +292,39 @@ class Run:
 
 
 class GatedStack(nn.Module):
-    """``M`` gated networks of one shape, computed as one batched network (a leading model dimension).
+    """``M`` gated networks of one shape and one estimator, computed as one batched network.
 
     The weights of ``models`` are copied into stacked tensors (``weights[name]`` has shape
     ``(M, in, out)``, ``biases[name]`` ``(M, 1, out)``), so that every linear layer of the ``M``
-    networks is one batched matrix product. Model ``m``'s gates are drawn by its own
-    :class:`~varbook.estimators.BinaryStochastic` layer with ``generators[m]``, so each network
-    computes what ``models[m]`` computes. :meth:`write_back` copies the weights back into ``models``.
+    networks is one batched matrix product; :meth:`write_back` copies them back into ``models``.
+    The gates of the ``M`` networks are drawn by one call of the first network's
+    :class:`~varbook.estimators.BinaryStochastic` layer, on the ``M * N`` rows of the stacked
+    minibatches (network by network).
     """
 
     def __init__(self, models: list[GatedMLP]):
         super().__init__()
-        if not models or len({(m.d_in, m.n_classes, m.n_blocks, m.block_size, m.gated) for m in models}) != 1:
-            raise ValueError("a GatedStack needs at least one model, all of the same shape, all gated or all dense")
+        kinds = {
+            (m.d_in, m.n_classes, m.n_blocks, m.block_size, m.estimator, m.gate and m.gate.noise_std) for m in models
+        }
+        if len(kinds) != 1:
+            raise ValueError("a GatedStack needs at least one model, all of one shape, estimator and noise")
         self.models = models  # a plain list: their parameters are not this module's
-        self.n_blocks, self.block_size, self.gated = models[0].n_blocks, models[0].block_size, models[0].gated
-        self.layers = {"main": [m.main for m in models], "classifier": [m.classifier for m in models]}
-        if self.gated:
-            linear = [i for i, layer in enumerate(models[0].gater) if isinstance(layer, nn.Linear)]
-            self.layers |= {f"gater{i}": [m.gater[i] for m in models] for i in linear}  # type: ignore[index]
+        self.n_blocks, self.block_size, self.estimator = models[0].n_blocks, models[0].block_size, models[0].estimator
+        self.gate = models[0].gate
+        self.layers: dict[str, list[nn.Linear]] = {
+            "main": [m.main for m in models],
+            "classifier": [m.classifier for m in models],
+        }
+        for i, layer in enumerate(models[0].gater or []):
+            if isinstance(layer, nn.Linear):
+                self.layers[f"gater{i}"] = [cast(nn.Linear, cast(MLP, m.gater)[i]) for m in models]
         self.weights = nn.ParameterDict(
             {k: torch.stack([layer.weight.detach().t() for layer in v]) for k, v in self.layers.items()}
         )
         self.biases = nn.ParameterDict(
             {k: torch.stack([layer.bias.detach()[None] for layer in v]) for k, v in self.layers.items()}
         )
-        self.gates = nn.ModuleList([m.gate for m in models if m.gate is not None])
 
     def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.biases[name], x, self.weights[name])
@@ -326,10 +334,11 @@ class GatedStack(nn.Module):
             x = self.linear(f"gater{i}", x) if isinstance(layer, nn.Linear) else layer(x)
         return x
 
-    def draw_gates(self, a: torch.Tensor, generators: list[torch.Generator | None] | None = None) -> torch.Tensor:
-        """The gates ``(M, N, n_blocks)`` of pre-activations ``a``, network ``m``'s drawn with ``generators[m]``."""
-        gens = generators or [None] * len(self.gates)
-        return torch.stack([gate(a[m], gens[m]) for m, gate in enumerate(self.gates)])
+    def draw_gates(self, a: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The gates ``(M, N, n_blocks)`` of pre-activations ``a``, all drawn in one call of the gate layer."""
+        if self.gate is None:
+            raise RuntimeError("a dense stack has no gates")
+        return self.gate(a.flatten(0, 1), generator).view_as(a)
 
     def classify(self, x: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
         """The logits ``(M, N, n_classes)`` of inputs ``(M, N, d_in)`` with ``gates`` (``None``: dense)."""
@@ -338,12 +347,12 @@ class GatedStack(nn.Module):
             hidden = hidden.view(*x.shape[:2], self.n_blocks, self.block_size) * gates.unsqueeze(-1)
         return self.linear("classifier", hidden.flatten(2))
 
-    def forward(self, x: torch.Tensor, generators: list[torch.Generator | None] | None = None):
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Logits ``(M, N, n_classes)`` and gate pre-activations ``(M, N, n_blocks)`` (``None`` when dense)."""
-        if not self.gated:
+        if self.gate is None:
             return self.classify(x, None), None
         a = self.gater(x)
-        return self.classify(x, self.draw_gates(a, generators)), a
+        return self.classify(x, self.draw_gates(a, generator)), a
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,7 +360,7 @@ class GatedStack(nn.Module):
         was_training = self.training
         self.eval()
         x = x.expand(len(self.models), -1, -1)
-        gates = self.draw_gates(self.gater(x)) if self.gated else None
+        gates = self.draw_gates(self.gater(x)) if self.gate is not None else None
         accuracy = (self.classify(x, gates).argmax(-1) == y).float().mean(1)
         self.train(was_training)
         if gates is None:
@@ -367,31 +376,64 @@ class GatedStack(nn.Module):
                 layer.bias.copy_(self.biases[name][m, 0])
 
 
+class PerNetworkBaseline:
+    """One baseline per network, for the ``M * N`` rows of ``M`` stacked minibatches of ``N`` examples.
+
+    Follows the :class:`~varbook.protocols.Baseline` protocol: ``value()`` gives each row its own
+    network's baseline (shape ``(M * N, 1)`` or ``(M * N, units)``); ``update`` passes each
+    network's rows to its own baseline, so each baseline sees what it would see in a network
+    trained alone.
+    """
+
+    def __init__(self, baselines: list[Baseline], rows: int, device: torch.device | str | None = None):
+        self.baselines, self.rows, self.device = baselines, rows, device
+
+    def value(self) -> float | torch.Tensor:
+        values = [b.value() for b in self.baselines]
+        if all(not isinstance(v, torch.Tensor) and v == values[0] for v in values):
+            return float(values[0])  # one number for every row (before the first update)
+        per_network = torch.stack(torch.broadcast_tensors(*[torch.as_tensor(v, device=self.device) for v in values]))
+        per_row = per_network.reshape(len(values), 1, -1).expand(-1, self.rows, -1)
+        return per_row.reshape(len(values) * self.rows, -1)
+
+    def update(self, score: torch.Tensor | None, loss: torch.Tensor) -> None:
+        n = len(self.baselines)
+        scores = [None] * n if score is None else score.reshape(n, self.rows, *score.shape[1:]).unbind()
+        losses = loss.reshape(n, self.rows).unbind()
+        for baseline, network_score, network_loss in zip(self.baselines, scores, losses, strict=True):
+            baseline.update(network_score, network_loss)
+
+
 def stacked_gated_loss(
     stack: GatedStack,
     x: torch.Tensor,
     y: torch.Tensor,
-    runs: list[Run],
     *,
+    target_rates: torch.Tensor,
     sparsity_cost: float,
-    baselines: list[Baseline | None],
-    generators: list[torch.Generator | None],
+    baselines: list[Baseline] | None = None,
+    generator: torch.Generator | None = None,
+    add_surrogate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gated_loss` of every network of ``stack`` on its own minibatch ``x[m], y[m]``.
 
-    Returns the sum of the ``M`` losses (each network's parameters get the gradient of its own
-    loss) and the ``M`` mean cross-entropies.
+    ``target_rates`` holds each network's :math:`\rho` (shape ``(M,)``), ``baselines`` each
+    REINFORCE network's baseline. Returns the sum of the ``M`` losses (each network's parameters
+    get the gradient of its own loss only) and the ``M`` mean cross-entropies.
     """
-    logits, a = stack(x, generators)
+    logits, a = stack(x, generator)
     ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-    losses = list(ce.mean(1).unbind())
-    if a is not None:
-        for m, (gate, run) in enumerate(zip(stack.gates, runs, strict=True)):
-            rate = gate.fire_probability(a[m]).mean(0)  # eq. st-sparsity, network m
-            losses[m] = losses[m] + sparsity_cost * ((rate - run.target_rate) ** 2).sum()
-            if run.estimator == "reinforce" and run.add_surrogate:
-                losses[m] = losses[m] + gate.reinforce_surrogate(ce[m], baselines[m])
-    return torch.stack(losses).sum(), ce.mean(1).detach()
+    loss = ce.mean(1).sum()
+    if stack.gate is not None and a is not None:
+        # eq. st-sparsity for each network, on the batch mean of P(gate j is non-zero)
+        rate = stack.gate.fire_probability(a).mean(1)
+        loss = loss + sparsity_cost * ((rate - target_rates[:, None]) ** 2).sum()
+        if stack.estimator == "reinforce" and add_surrogate:
+            m, n = y.shape
+            baseline = PerNetworkBaseline(baselines, n, ce.device) if baselines is not None else None
+            # the surrogate averages over all M * N rows: times M, it is the sum of the M networks'
+            loss = loss + m * stack.gate.reinforce_surrogate(ce.flatten(), baseline)
+    return loss, ce.mean(1).detach()
 
 
 def _global_generator_copy(device: torch.device) -> torch.Generator:
@@ -413,13 +455,15 @@ def fit_gated_together(
     sparsity_cost: float = 0.1,
     desc: str | None = None,
 ) -> list[tuple[GatedMLP, History]]:
-    """Train the networks of ``runs`` side by side: the same networks as :func:`fit_gated` on each run.
+    """Train the networks of ``runs`` side by side, each with the settings of :func:`fit_gated`.
 
-    Each network is built from its seed as :func:`fit_gated` builds it, and gets its own minibatch
-    order and gate noise, drawn from generators in the states that :func:`fit_gated` would use.
-    The networks are then stepped together: dense ones, STS ones (momentum 0.5) and the other gated
-    ones form three :class:`GatedStack`\ s, and one SGD step moves them all. The results equal
-    :func:`fit_gated`'s up to rounding (the batched products sum in another order).
+    Every network is built from its seed as :func:`fit_gated` builds it, takes its minibatches in
+    the same order and has its own baseline. The networks that share an estimator, a noise level
+    and ``add_surrogate`` form one :class:`GatedStack`; one SGD step moves all the stacks. A stack
+    draws its gate noise from the generator :func:`fit_gated` would use for its first network, so
+    a network alone in its stack is trained as :func:`fit_gated` trains it, up to rounding (the
+    batched products add in another order); the others draw the same distribution, not the same
+    numbers.
     """
     device = data.x_train.device
     models, noise, order = [], [], []
@@ -429,43 +473,45 @@ def fit_gated_together(
         shape = (data.n_features, data.n_classes, n_blocks, block_size, gater_hidden)
         models.append(GatedMLP(*shape, estimator=run.estimator, noise_std=run.noise_std).to(device))
         noise.append(_global_generator_copy(device))
-    groups: dict[tuple[bool, float], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault((run.estimator is not None, 0.5 if run.estimator == "sts" else 0.0), []).append(i)
-    stacks = [(GatedStack([models[i] for i in idx]), idx) for idx in groups.values()]
-    opt = torch.optim.SGD(
-        [{"params": s.parameters(), "momentum": mom} for (_, mom), (s, _) in zip(groups, stacks, strict=True)], lr=0.1
-    )
-    baselines = [PerUnitOptimalBaseline(0.9) if run.estimator == "reinforce" else None for run in runs]
+        noise_std = run.noise_std if run.estimator == "noisy_relu" else None
+        groups.setdefault((run.estimator, noise_std, run.add_surrogate), []).append(i)
+    stacks = [(GatedStack([models[i] for i in members]), members) for members in groups.values()]
+    params = [{"params": s.parameters(), "momentum": 0.5 if s.estimator == "sts" else 0.0} for s, _ in stacks]
+    opt = torch.optim.SGD(params, lr=0.1)
+    targets = [torch.tensor([runs[i].target_rate for i in members], device=device) for _, members in stacks]
+    baselines: list[Baseline] = [PerUnitOptimalBaseline(0.9) for _ in runs]
     histories = [History() for _ in runs]
     step = 0
     epochs_iter = range(epochs) if desc is None else progress(range(epochs), desc=desc, leave=True)
     for _ in epochs_iter:
-        total = torch.zeros(len(runs), dtype=torch.float64, device=device)
+        totals = [torch.zeros(len(members), dtype=torch.float64, device=device) for _, members in stacks]
         batches = [minibatches(len(data.x_train), batch_size, g, device) for g in order]
         for idx in zip(*batches, strict=True):
             idx_all = torch.stack(idx)
             loss = torch.zeros((), device=device)
-            for stack, members in stacks:
+            for (stack, members), target, total in zip(stacks, targets, totals, strict=True):
                 rows = idx_all[members]
                 stack_loss, ce = stacked_gated_loss(
                     stack,
                     data.x_train[rows],
                     data.y_train[rows],
-                    [runs[i] for i in members],
+                    target_rates=target,
                     sparsity_cost=sparsity_cost,
                     baselines=[baselines[i] for i in members],
-                    generators=[noise[i] for i in members],
+                    generator=noise[members[0]],
+                    add_surrogate=runs[members[0]].add_surrogate,
                 )
                 loss = loss + stack_loss
-                total[members] += ce.double() * idx_all.shape[1]
+                total += ce.double() * rows.shape[1]
             descend(opt, loss, step)
             step += 1
-        for stack, members in stacks:
+        for (stack, members), total in zip(stacks, totals, strict=True):
             accuracy, gate_rate = stack.evaluate(data.x_test, data.y_test)
             for j, i in enumerate(members):
                 histories[i].log(
-                    train_ce=total[i] / len(data.x_train), test_accuracy=accuracy[j], test_gate_rate=gate_rate[j]
+                    train_ce=total[j] / len(data.x_train), test_accuracy=accuracy[j], test_gate_rate=gate_rate[j]
                 )
     for stack, _ in stacks:
         stack.write_back()
