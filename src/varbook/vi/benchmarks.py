@@ -68,7 +68,7 @@ def cone_objectives(n_seeds: int = 1) -> dict[str, ConeObjective]:
 
 def fit_cone(
     objectives: dict[str, ConeObjective],
-    steps: int,
+    steps: int | dict[str, int],
     log_evidence: float,
     *,
     lr: float = 1e-3,
@@ -83,30 +83,40 @@ def fit_cone(
     of every objective's surrogate (:func:`~varbook.vi.programmable.estimate`), summed over the
     stacked seeds too. Their parameters are disjoint, so the sum's gradient holds each one's own
     gradient and one SGD step on it is one step of each, with its own step size, at the cost of
-    one backward pass and one optimiser step for all. Returns one row per objective (the paper's value, ours
+    one backward pass and one optimiser step for all. ``steps`` may give each objective its own
+    number of steps (a mapping by name): all train together up to the smallest count, then the
+    others go on alone. Returns one row per objective (the paper's value, ours
     averaged over seeds, the largest standard error, the spread over seeds, and whether every
     seed lies three standard errors below :math:`\log p(z=5)`) and the training histories.
     """
+    counts = dict(steps) if isinstance(steps, dict) else dict.fromkeys(objectives, steps)
+    if set(counts) != set(objectives) or any(not isinstance(n, int) or n < 1 for n in counts.values()):
+        raise ValueError(f"steps must be a positive int, or one for each of {sorted(objectives)}: got {steps!r}")
     programs = {name: make(particles) for name, (make, _, particles) in objectives.items()}
     latest: dict[str, torch.Tensor] = {}
+    active: list[str] = []
 
-    def joint(_t) -> torch.Tensor:  # every objective's own surrogate, one entry each
+    def joint(_t) -> torch.Tensor:  # every active objective's own surrogate, one entry each
         parts = []
-        for name, program in programs.items():
-            estimates = estimate(program)  # (particles, n_seeds)
+        for name in active:
+            estimates = estimate(programs[name])  # (particles, n_seeds)
             latest[name] = estimates.detach()
             parts.append(estimates.mean(0).sum())  # one SGD step per stacked seed
         return torch.stack(parts)
 
     histories = {name: runtime.History() for name in objectives}
+    done = 0
 
     def record(step: int) -> None:
-        if step % record_every == 0:
-            for name, history in histories.items():
-                history.log(step=step, objective=latest[name].mean())
+        if (done + step) % record_every == 0:
+            for name in active:
+                histories[name].log(step=done + step, objective=latest[name].mean())
 
-    params = [p for _, module, _ in objectives.values() for p in module.parameters()]
-    maximise(joint, params, steps, lr=lr, record_every=steps, desc=desc, reduce=torch.sum, callback=record)
+    for stop in sorted(set(counts.values())):  # train together, then the longer ones alone
+        active[:] = [name for name in objectives if counts[name] >= stop]
+        params = [p for name in active for p in objectives[name][1].parameters()]
+        maximise(joint, params, stop - done, lr=lr, record_every=stop, desc=desc, reduce=torch.sum, callback=record)
+        done = stop
     rows: dict[str, dict[str, float | bool]] = {}
     for name, (make, _, _) in objectives.items():
         rows[name] = {"paper (Table 4)": CONE_TABLE4.get(name, math.nan)}
