@@ -376,3 +376,27 @@ def test_meanflow_same_times_is_one_step_of_the_instantaneous_velocity():
     net = TimeMLP(2, 16, 2, extra_times=1)
     z = torch.randn(8, 2)
     torch.testing.assert_close(dp.meanflow_same_times(net, z), z - net(z, torch.ones(8), torch.ones(8)))
+
+
+def test_stacked_networks_each_get_the_gradient_of_their_own_target():
+    """A mix-up of targets between the stacked networks (reversed, or all on one) would fail here."""
+    from varbook import diffusion as dm
+    from varbook.nn import TimeMLP
+
+    torch.manual_seed(0)
+    nets = [TimeMLP(2, 32, 3) for _ in range(3)]
+    targets = [(dm.VPLinear(), "eps"), (dm.VPLinear(), "v"), (dm.Linear(), "v")]
+    stacked = dp.StackedNets(nets)
+    x = torch.randn(64, 2)
+    torch.manual_seed(5)
+    pairs = [dp.denoising_pair(x, s, k) for s, k in targets]
+    xt, t, target = (torch.stack(v) for v in zip(*pairs, strict=True))
+    ((stacked(xt, t) - target) ** 2).flatten(1).mean(1).sum().backward()
+    for m, net in enumerate(nets):
+        net.zero_grad()
+        a, b, c = pairs[m]
+        ((net(a, b) - c) ** 2).mean().backward()
+        for name, p in zip(stacked.names, stacked.stacked, strict=True):
+            assert torch.allclose(p.grad[m], net.get_parameter(name).grad, atol=1e-6), (m, name)
+    gaps = [(pairs[m][2] - pairs[j][2]).abs().mean() for m in range(3) for j in range(3) if j != m]
+    assert min(gaps) > 0.1  # the three targets differ, so a mix-up changes the gradients

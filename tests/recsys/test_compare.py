@@ -192,3 +192,15 @@ def test_wmf_without_the_peer_library_says_what_to_install(monkeypatch, split):
     monkeypatch.setattr(baselines, "has_implicit", lambda: False)
     with pytest.raises(ImportError, match="pip install implicit"):
         baselines.WMF(split.train)
+
+
+def test_retrain_at_peak_is_the_capped_run_from_scratch(split):
+    """The recipe continues the run annealed to 1 from its peak: the same run as retraining with that cap."""
+    kw = dict(hidden=(16,), latent=4, dae_hidden=(8,), epochs=4, batch_size=50, k=10, seed=2)
+    run = mv.fit_variants({"to 1": mv.Variant("mult", cap=1.0)}, split, **kw)["to 1"]
+    recipe = mv.retrain_at_peak(run, split, epochs=4, batch_size=50, k=10, seed=2)
+    scratch = mv.fit_variants({"capped": mv.Variant("mult", cap=mv.peak_beta(run))}, split, **kw)["capped"]
+    assert recipe["val_ndcg"] == pytest.approx(scratch["val_ndcg"], abs=1e-6)
+    assert recipe["beta"] == scratch["beta"] and recipe.best_epoch == scratch.best_epoch
+    for p, q in zip(recipe.model.parameters(), scratch.model.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5)

@@ -4,6 +4,7 @@ import torch
 from varbook.data import implicit_feedback
 from varbook.recsys import (
     EASE,
+    FitResult,
     MultDAE,
     MultVAE,
     Popularity,
@@ -11,9 +12,11 @@ from varbook.recsys import (
     ease_weights,
     evaluate,
     fit,
+    fit_together,
     log_likelihood,
     strong_generalization_split,
 )
+from varbook.recsys.mult_vae import ClickDropout
 from varbook.runtime import History, NonFiniteLossError
 
 
@@ -156,3 +159,70 @@ def test_models_train_with_the_weighted_gaussian_likelihood():
     unweighted.eval()
     with torch.no_grad():
         assert float(dae.loss(x)) > float(unweighted.loss(x))  # the clicks' errors count ten times
+
+
+def _tiny_split():
+    return strong_generalization_split(implicit_feedback(n_users=300, n_items=40, seed=6), 40, 40, seed=0)
+
+
+def test_fit_together_gives_each_model_the_run_fit_gives_it():
+    """Stacked along a model axis, each Mult-VAE follows its own run of fit from the same seed."""
+    split = _tiny_split()
+    settings = [("mult", 0.2, None), ("gaussian", 1.0, 0), ("logistic", 0.5, None)]
+
+    def build(likelihood):
+        torch.manual_seed(0)
+        return MultVAE(40, hidden=(16,), latent=4, likelihood=likelihood)
+
+    alone = []
+    for likelihood, cap, total in settings:
+        model = build(likelihood)
+        alone.append(fit(model, split.train, split.validation, epochs=3, batch_size=50, cap=cap,
+                         total_anneal_steps=total, k=10, generator=torch.Generator().manual_seed(1)))  # fmt: skip
+    models = [build(likelihood) for likelihood, _, _ in settings]
+    together = fit_together(models, split.train, split.validation, epochs=3, batch_size=50, k=10,
+                            caps=[c for _, c, _ in settings], total_anneal_steps=[t for _, _, t in settings],
+                            generator=torch.Generator().manual_seed(1))  # fmt: skip
+    for a, b in zip(alone, together, strict=True):
+        assert b["val_ndcg"] == pytest.approx(a["val_ndcg"], abs=1e-4)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4) and b["beta"] == a["beta"]
+        assert b.best_epoch == a.best_epoch and b.checkpoint.epoch == b.best_epoch
+        for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+            assert torch.allclose(p, q, atol=1e-4)
+    with pytest.raises(ValueError, match="one architecture"):
+        fit_together([MultVAE(40, hidden=(16,), latent=4), MultVAE(40, hidden=(8,), latent=4)], split.train,
+                     split.validation, epochs=1, caps=[0.2, 0.2], total_anneal_steps=[None, None])  # fmt: skip
+    with pytest.raises(ValueError, match="one cap"):
+        fit_together(models, split.train, split.validation, epochs=1, caps=[0.2], total_anneal_steps=[None])
+
+
+def test_fit_together_resumes_a_run_exactly():
+    """Continued from its checkpoint at epoch 1, a run with β capped there is the run retrained from scratch."""
+    split = _tiny_split()
+
+    def run(cap, epochs, total=None, resume=None):
+        torch.manual_seed(0)
+        model = MultVAE(40, hidden=(16,), latent=4)
+        return fit_together([model], split.train, split.validation, epochs=epochs, batch_size=50, k=10, caps=[cap],
+                            total_anneal_steps=[total], generator=torch.Generator().manual_seed(1), resume=resume)[0]  # fmt: skip
+
+    steps = -(-split.train.shape[0] // 50) * 5  # updates in 5 epochs of batches of 50
+    head = run(1.0, 2, total=steps)  # the first two epochs of a 5-epoch run annealed to 1
+    cap = head["beta"][head.best_epoch]
+    scratch, resumed = run(cap, 5), run(cap, 5, resume=head)
+    assert resumed["val_ndcg"] == scratch["val_ndcg"] and resumed["loss"] == scratch["loss"]
+    for p, q in zip(scratch.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="resume"):
+        run(cap, 5, resume=FitResult(model=None))  # a result of fit, without a checkpoint
+
+
+def test_click_dropout_keeps_zeros_and_the_mean():
+    x = (torch.rand(400, 50, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    drop = ClickDropout(0.5)
+    torch.manual_seed(0)
+    out = drop(x)
+    assert set(out[x > 0].unique().tolist()) <= {0.0, 2.0} and (out[x == 0] == 0).all()
+    kept = float((out[x > 0] > 0).double().mean())
+    assert kept == pytest.approx(0.5, abs=4 * 0.5 / int((x > 0).sum()) ** 0.5)  # 4 standard errors
+    assert torch.equal(drop.eval()(x), x)

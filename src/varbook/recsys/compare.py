@@ -7,7 +7,8 @@ r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models 
 * :func:`ndcg_by_activity`: the NDCG of each activity group of test users (how many clicks they
   folded in);
 * :func:`baselines`: EASE and popularity, which need no training;
-* :func:`peak_beta`: the paper's recipe for β's cap (the β where validation NDCG peaks when annealing to 1);
+* :func:`peak_beta` and :func:`retrain_at_peak`: the paper's recipe for β's cap (the β where validation NDCG
+  peaks when annealing to 1, and the model retrained with that cap);
 * the negative controls of the chapter's claims: two deliberately wrong Mult-VAEs
   (:class:`BetaOnLikelihoodVAE`, :class:`UserSoftmaxVAE`, named by :attr:`Variant.mistake`)
   and an evaluation whose fold-in rows are misaligned with the held-out ones (:func:`misaligned`).
@@ -15,6 +16,7 @@ r"""The comparison of the Mult-VAE chapter :cite:`liang2018variational`: models 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -99,14 +101,14 @@ def fit_variants(
 ) -> dict[str, FitResult]:
     """Train every variant on ``split`` (validation NDCG@k picks the epoch), each from the same seed.
 
-    Each model is built after seeding everything with ``seed``, so all start from the same
-    weights, and the minibatches are drawn with a fresh generator seeded with ``seed``: the
-    variants differ only in what they name. The VAEs ``[I, *hidden, latent, *reversed(hidden), I]``
-    train together as one batched network (:func:`~varbook.recsys.mult_vae.fit_together`: the
-    same runs as one :func:`~varbook.recsys.mult_vae.fit` each, in one pass), the DAE
-    ``[I, *dae_hidden, I]`` on its own. Returns each
-    :class:`~varbook.recsys.mult_vae.FitResult` (its ``model`` is the trained network), in the
-    order of ``variants``.
+    Each model is built after seeding everything with ``seed``, so the VAEs
+    ``[I, *hidden, latent, *reversed(hidden), I]`` all start from the same weights, and the
+    minibatches are drawn with a fresh generator seeded with ``seed``: the variants differ only
+    in what they name. The VAEs train together as one batched network
+    (:func:`~varbook.recsys.mult_vae.fit_together`: the runs one
+    :func:`~varbook.recsys.mult_vae.fit` each would give, in one pass), the DAE
+    ``[I, *dae_hidden, I]`` on its own. Returns each :class:`~varbook.recsys.mult_vae.FitResult`
+    (its ``model`` is the trained network), in the order of ``variants``.
     """
     for v in variants.values():
         if v.mistake is not None:
@@ -114,10 +116,12 @@ def fit_variants(
     fits: dict[str, FitResult] = {}
     vaes: dict[str, MultVAE] = {}
     for name, v in variants.items():
-        runtime.seed_all(seed)  # every VAE starts from the same weights
         if not v.dae:
+            runtime.seed_all(seed)  # every VAE starts from the same weights
             cls = MultVAE if v.mistake is None else MISTAKES[v.mistake]
-            vaes[name] = cls(split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood, confidence=v.confidence)
+            vaes[name] = cls(
+                split.n_items, hidden=hidden, latent=latent, likelihood=v.likelihood, confidence=v.confidence
+            )
     if vaes:  # the global generator is now where each fit would start: seeded, then one model built
         runs = fit_together(
             [m.to(device) for m in vaes.values()],
@@ -157,6 +161,39 @@ def peak_beta(history: FitResult) -> float:
     if not history.get("val_ndcg"):
         raise ValueError("the run logged no epoch")
     return history["beta"][history["val_ndcg"].index(max(history["val_ndcg"]))]
+
+
+def retrain_at_peak(
+    run: FitResult,
+    split: StrongSplit,
+    *,
+    epochs: int,
+    batch_size: int,
+    k: int,
+    seed: int,
+    device: torch.device | str | None = None,
+) -> FitResult:
+    """The paper's recipe :cite:`liang2018variational`: the Mult-VAE annealed to β = 1 in ``run``, retrained with β capped at its peak β*.
+
+    ``run`` comes from :func:`fit_variants` (``Variant("mult", cap=1.0)``, with these arguments).
+    Retrained from the same seed, the capped run is that run until the epoch of the peak, since
+    β = t/T stays below β* there (:func:`~varbook.recsys.mult_vae.beta_at`): so it continues
+    from ``run``'s checkpoint at that epoch (the same weights, Adam moments and random streams)
+    with β held at β* (:func:`peak_beta`), instead of repeating those epochs.
+    """
+    retrained = copy.deepcopy(cast(MultVAE, run.model)).to(device)  # its weights come from the checkpoint
+    return fit_together(
+        [retrained],
+        split.train,
+        split.validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        caps=[peak_beta(run)],
+        total_anneal_steps=[None],
+        k=k,
+        generator=torch.Generator().manual_seed(seed),
+        resume=run,
+    )[0]
 
 
 def held_out_metrics(model: Scorer, held: HeldOut, k: int = 100, recall_at: Sequence[int] = (20, 50)) -> dict:
@@ -279,8 +316,10 @@ def compare_on_splits(
             curve = fits.pop(anneal_to_one)
             result.curves.append(curve)
             result.peaks.append(peak_beta(curve))
-            recipe = {RECIPE: Variant("mult", cap=result.peaks[-1])}
-            fits |= fit_variants(recipe, sp, k=k, seed=seed + s, device=device, **architecture)
+            epochs, batch_size = architecture["epochs"], architecture["batch_size"]
+            fits[RECIPE] = retrain_at_peak(
+                curve, sp, epochs=epochs, batch_size=batch_size, k=k, seed=seed + s, device=device
+            )
         models = {n: cast(Scorer, f.model) for n, f in fits.items()} | baselines_for(sp.train)
         per_user = {n: held_out_metrics(m, sp.test, k, recall_at) for n, m in models.items()}
         tables.append(summarise(per_user))

@@ -8,7 +8,7 @@ the β-weighted ELBO
    -\beta\,\mathrm{KL}\big(q_\phi(z\mid x_u)\,\|\,\mathcal N(0,I)\big),
 
 with :math:`\beta` annealed linearly by update count up to a cap. The encoder reads the
-L2-normalised click vector with dropout. Gaussian (½ squared error on :math:`\sigma(f)`) and
+L2-normalised click vector with dropout. Gaussian (a weighted squared error) and
 logistic (Bernoulli) likelihoods are the paper's alternatives. Mult-DAE drops the KL and the
 sampling. Scoring uses :math:`z=\mu` and excludes the fold-in items.
 """
@@ -18,17 +18,17 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
 
 from ..data import minibatches
 from ..estimators.reparam import reparameterize
 from ..nn import MLP
-from ..runtime import History, check_choice, descend, progress, randn
+from ..runtime import History, check_choice, descend, progress, rand, randn
 from ..vi.kl import gaussian_kl_standard
 from ..vi.models import bernoulli_log_likelihood
 from .metrics import ndcg_at_k
@@ -78,6 +78,26 @@ def _check_likelihood(likelihood: str) -> None:
     check_choice("likelihood", likelihood, LIKELIHOODS)
 
 
+class ClickDropout(nn.Dropout):
+    r"""Input dropout for click vectors that draws its mask at the clicks only.
+
+    The same distribution as :class:`torch.nn.Dropout` (each entry kept with probability
+    :math:`1-p` and scaled by :math:`1/(1-p)`, the identity in evaluation mode), but a zero
+    stays zero whatever its mask says, so only the nonzero entries draw: a few dozen per user
+    instead of one per item.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        rows, cols = x.nonzero(as_tuple=True)
+        keep = rand(len(rows), device=x.device, dtype=x.dtype) >= self.p
+        rows, cols = rows[keep], cols[keep]
+        out = torch.zeros_like(x)
+        out[rows, cols] = x[rows, cols] / (1.0 - self.p)
+        return out
+
+
 class _Recommender(nn.Module):
     """Scoring shared by the autoencoders: decoder logits in evaluation mode (no dropout, :math:`z=\\mu`)."""
 
@@ -113,7 +133,7 @@ class MultVAE(_Recommender):
         _check_likelihood(likelihood)
         self.encoder = MLP(n_items, list(hidden), 2 * latent, activation=nn.Tanh)
         self.decoder = MLP(latent, list(reversed(hidden)), n_items, activation=nn.Tanh)
-        self.drop = nn.Dropout(dropout)
+        self.drop = ClickDropout(dropout)
         self.likelihood, self.confidence = likelihood, confidence
         _init(self)
 
@@ -130,7 +150,8 @@ class MultVAE(_Recommender):
 
     def loss(self, x: torch.Tensor, beta: float) -> torch.Tensor:
         """The negative β-ELBO averaged over users (log-likelihood summed over items)."""
-        return self.negative_elbo(x, *self(x), beta)
+        logits, mu, log_var = self(x)
+        return self.negative_elbo(x, logits, mu, log_var, beta)
 
     def negative_elbo(
         self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, beta: float
@@ -161,7 +182,7 @@ class MultDAE(_Recommender):
         sizes = list(hidden)
         self.encoder = nn.Sequential(MLP(n_items, sizes[:-1], sizes[-1], activation=nn.Tanh), nn.Tanh())
         self.decoder = nn.Linear(sizes[-1], n_items)
-        self.drop = nn.Dropout(dropout)
+        self.drop = ClickDropout(dropout)
         self.l2, self.likelihood, self.confidence = l2, likelihood, confidence
         _init(self)
 
@@ -212,12 +233,14 @@ def evaluate(model: Scorer, split: HeldOut, k: int, batch_size: int = 500) -> to
 class FitResult(History):
     """What :func:`fit` returns: the :class:`~varbook.runtime.History` of the run, one entry per epoch
     (``beta`` at its end, validation NDCG@k ``val_ndcg``, mean training ``loss``), with the trained
-    ``model``, the ``best_epoch`` whose parameters it keeps and the training ``users_per_second``.
+    ``model``, the ``best_epoch`` whose parameters it keeps and the training ``users_per_second``;
+    :func:`fit_together` adds the :class:`Checkpoint` of the best epoch (``checkpoint``).
     """
 
     def __init__(self, model: nn.Module, best_epoch: int = -1, users_per_second: float = 0.0):
         super().__init__()
         self.model, self.best_epoch, self.users_per_second = model, best_epoch, users_per_second
+        self.checkpoint: Checkpoint | None = None
 
 
 def fit(
@@ -245,7 +268,7 @@ def fit(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be positive, got {epochs}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     steps_per_epoch = -(-train.shape[0] // batch_size)
     total = steps_per_epoch * epochs if total_anneal_steps is None else total_anneal_steps
     history = FitResult(model)
@@ -272,25 +295,106 @@ def fit(
     return history
 
 
+@dataclass
+class Checkpoint:
+    r"""Where a run of :func:`fit_together` stood at the end of an epoch: enough to continue it exactly.
+
+    The model's weights and Adam's moments (in :func:`fit_together`'s stacked layout, one model),
+    the number of updates so far, and the states of the generators that draw the dropout masks,
+    the noise :math:`\epsilon` and the minibatches.
+    """
+
+    epoch: int
+    step: int
+    params: dict[str, torch.Tensor]
+    moments: dict[str, dict[str, torch.Tensor]]
+    rng: list[torch.Tensor]
+    batches: torch.Tensor | None
+
+
+def _rng_states(device: torch.device) -> list[torch.Tensor]:
+    """The global generators' states: the CPU one, and the accelerator's when the model lives on CUDA."""
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+def _set_rng_states(states: list[torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states[1], device)
+
+
+def _stack(models: Sequence[MultVAE], shared: str) -> dict[str, torch.Tensor]:
+    """Each weight of ``models`` stacked along a model axis, each ``Linear`` weight transposed to ``(models, in, out)``.
+
+    The weight ``shared`` of the first layer, which reads the input all models share, is laid out
+    ``(in, models, out)``, so that one matmul computes the layer for every model. These layouts
+    make every gradient contiguous (no copy when it is accumulated).
+    """
+    out = {}
+    for name, _ in models[0].named_parameters():
+        w = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+        if name.endswith("weight"):
+            w = w.transpose(1, 2).transpose(0, 1) if name == shared else w.transpose(1, 2)
+        out[name] = w.contiguous()
+    return out
+
+
+def _take(stacked: dict[str, torch.Tensor], i: int, shared: str) -> dict[str, torch.Tensor]:
+    """Model ``i``'s slice of a :func:`_stack`-ed dictionary, as a one-model one (a copy)."""
+    return {n: (w[:, i : i + 1] if n == shared else w[i : i + 1]).detach().clone() for n, w in stacked.items()}
+
+
+def _unstack(stacked: dict[str, torch.Tensor], shared: str) -> dict[str, torch.Tensor]:
+    """A one-model :func:`_stack`-ed dictionary back to the model's own ``state_dict`` layout."""
+    out = {}
+    for name, w in stacked.items():
+        w = w[:, 0] if name == shared else w[0]
+        out[name] = w.T if name.endswith("weight") else w
+    return out
+
+
+def _stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A ``Linear`` layer of each model, ``bias`` ``(models, out)``.
+
+    ``h`` is ``(models, users, in)`` with ``weight`` ``(models, in, out)``, or ``(users, in)``, an
+    input every model shares, with ``weight`` ``(in, models, out)``: then one product computes
+    the layer of every model, summing the weight rows of each user's nonzero entries only
+    (``embedding_bag``), since click vectors are mostly zeros.
+    """
+    if h.dim() == 2:
+        width, models, out = weight.shape
+        rows, cols = h.nonzero(as_tuple=True)  # in row order: each user's entries are contiguous
+        offsets = torch.searchsorted(rows, torch.arange(h.shape[0], device=h.device))
+        y = F.embedding_bag(
+            cols, weight.view(width, models * out), offsets, mode="sum", per_sample_weights=h[rows, cols]
+        )
+        return y.view(-1, models, out).transpose(0, 1) + bias[:, None]
+    return torch.baddbmm(bias[:, None], h, weight)
+
+
 def _stacked_forward(
     model: MultVAE, params: dict[str, torch.Tensor], x: torch.Tensor, eps: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``model``'s encoder and decoder run once for each set of ``params`` stacked along dimension 0.
+    r"""``model``'s encoder and decoder run at once for each set of weights in ``params`` (:func:`_stack`).
 
     ``x`` is the (already normalised and dropped-out) input, ``eps`` the noise of
-    :math:`z=\mu+\sigma\epsilon` (``None``: :math:`z=\mu`); both are shared by every set.
+    :math:`z=\mu+\sigma\epsilon` (``None``: :math:`z=\mu`); both are shared by every model.
+    Returns the logits, :math:`\mu` and :math:`\log\sigma^2`, each ``(models, users, ...)``.
     """
-    parts = {"encoder": {}, "decoder": {}}
-    for name, value in params.items():
-        part, rest = name.split(".", 1)
-        parts[part][rest] = value
-
-    def one(encoder, decoder):
-        mu, log_var = functional_call(model.encoder, encoder, (x,)).chunk(2, -1)
-        z = mu if eps is None else mu + (0.5 * log_var).exp() * eps
-        return functional_call(model.decoder, decoder, (z,)), mu, log_var
-
-    return vmap(one)(parts["encoder"], parts["decoder"])
+    h = x
+    for part in ("encoder", "decoder"):
+        for i, layer in enumerate(getattr(model, part)):
+            if isinstance(layer, nn.Linear):
+                h = _stacked_linear(h, params[f"{part}.{i}.weight"], params[f"{part}.{i}.bias"])
+            else:
+                h = layer(h)  # the activation
+        if part == "encoder":
+            mu, log_var = h.chunk(2, -1)
+            h = mu if eps is None else mu + (0.5 * log_var).exp() * eps
+    return h, mu, log_var
 
 
 def fit_together(
@@ -305,48 +409,70 @@ def fit_together(
     lr: float = 1e-3,
     k: int = 100,
     generator: torch.Generator | None = None,
+    resume: FitResult | None = None,
     desc: str | None = None,
 ) -> list[FitResult]:
     r""":func:`fit` for several Mult-VAEs of one architecture at once, as one batched network.
 
-    Every weight is stacked along a leading model axis and one vmapped pass (``torch.func``)
-    runs all the models on each minibatch. They share the minibatch, its dropout mask and the
-    noise :math:`\epsilon` of :math:`z=\mu+\sigma\epsilon`, drawn once from torch's global
-    generator, as separate runs of :func:`fit` from the same seed would. The loss is the sum of
-    each model's own ``negative_elbo`` with its own β (``caps[i]``, ``total_anneal_steps[i]``,
-    as in :func:`fit`), so each model gets its own gradient, and Adam acts elementwise, so each
-    follows its own run. Each model keeps the parameters of its epoch with the best validation
-    NDCG@k. Returns one :class:`FitResult` per model; ``users_per_second`` is each model's share
-    of the batched training (users times epochs times models, over the seconds it took).
+    Every weight is stacked along a leading model axis, and batched matmuls run all the models
+    on each minibatch at once. They share the minibatch, its dropout mask and the noise
+    :math:`\epsilon` of :math:`z=\mu+\sigma\epsilon`, drawn once from torch's global generator,
+    as separate runs of :func:`fit` from the same seed would. The loss is the sum of each
+    model's own ``negative_elbo`` with its own β (``caps[i]``, ``total_anneal_steps[i]``, as in
+    :func:`fit`), so each model gets its own gradient, and Adam acts elementwise, so each follows
+    its own run. Each model keeps the parameters of its epoch with the best validation NDCG@k,
+    and its result a :class:`Checkpoint` of that epoch (``checkpoint``).
+
+    ``resume`` (one model only) continues another run of this function from its checkpoint, with
+    that run's history up to the checkpoint's epoch: the model's own weights are replaced, and
+    ``train``, ``epochs``, ``batch_size`` and ``generator`` must be the run's. Returns one
+    :class:`FitResult` per model; ``users_per_second`` is each model's share of the batched
+    training (users times epochs times models, over the seconds it took).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be positive, got {epochs}")
-    if not len(models) == len(caps) == len(total_anneal_steps) or not models:
-        raise ValueError("fit_together needs one cap and one total_anneal_steps per model, and a model")
-    base = models[0]
+    if not models or not len(models) == len(caps) == len(total_anneal_steps):
+        raise ValueError("fit_together needs a model, and one cap and one total_anneal_steps per model")
+    base, device = models[0], train.device
     shapes = {n: p.shape for n, p in base.named_parameters()}
     for m in models:
         if {n: p.shape for n, p in m.named_parameters()} != shapes or m.drop.p != base.drop.p:
             raise ValueError("fit_together trains models of one architecture (same layers and dropout)")
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in shapes}
-    opt = torch.optim.Adam(params.values(), lr=lr, fused=True)
+    shared = next(n for n in shapes if n.endswith("weight"))  # the first layer reads the shared input
+    histories = [FitResult(m) for m in models]
+    params = _stack(models, shared)
+    first, step = 0, 0
+    ckpt = None if resume is None else resume.checkpoint
+    if resume is not None:
+        if len(models) != 1 or ckpt is None:
+            raise ValueError("resume continues one model from a run of fit_together (its checkpoint)")
+        params = {n: w.clone() for n, w in ckpt.params.items()}
+        first, step = ckpt.epoch + 1, ckpt.step
+        for name, values in resume.items():
+            histories[0][name] = values[:first]
+        histories[0].best_epoch, histories[0].checkpoint = ckpt.epoch, ckpt
+        _set_rng_states(ckpt.rng, device)
+        if generator is not None and ckpt.batches is not None:
+            generator.set_state(ckpt.batches)
+    for w in params.values():
+        w.requires_grad_()
+    opt = torch.optim.Adam(params.values(), lr=lr, fused=True)  # elementwise: one Adam per model
+    if ckpt is not None:
+        opt.state.update({params[n]: {k_: v.clone() for k_, v in m.items()} for n, m in ckpt.moments.items()})
     steps_per_epoch = -(-train.shape[0] // batch_size)
     totals = [steps_per_epoch * epochs if t is None else t for t in total_anneal_steps]
     latent = base.decoder[0].in_features
-    histories = [FitResult(m) for m in models]
-    best = [-1.0] * len(models)
-    best_state: list[dict[str, torch.Tensor] | None] = [None] * len(models)
-    step, seconds = 0, 0.0
-    validation_input = _normalise(validation.fold_in)
-    epochs_iter = progress(range(epochs), desc=desc) if desc else range(epochs)
+    best = [max(h.get("val_ndcg", []), default=-1.0) for h in histories]
+    seconds, validation_input = 0.0, _normalise(validation.fold_in)
+    epochs_iter = progress(range(first, epochs), desc=desc) if desc else range(first, epochs)
     for epoch in epochs_iter:
         base.train()
         start, total_loss = time.perf_counter(), torch.zeros(len(models), dtype=torch.float64)
-        for idx in minibatches(train.shape[0], batch_size, generator, train.device):
+        for idx in minibatches(train.shape[0], batch_size, generator, device):
             betas = [beta_at(step, total, cap) for total, cap in zip(totals, caps, strict=True)]
             x = train[idx]
             x_in = base.drop(_normalise(x))  # one dropout mask, then one ε, as each run of fit draws them
-            eps = randn(x.shape[0], latent, device=x.device, dtype=x.dtype)
+            eps = randn(x.shape[0], latent, device=device, dtype=x.dtype)
             logits, mu, log_var = _stacked_forward(base, params, x_in, eps)
             outputs = zip(models, logits.unbind(), mu.unbind(), log_var.unbind(), betas, strict=True)
             losses = torch.stack([m.negative_elbo(x, f, m_, v, b) for m, f, m_, v, b in outputs])
@@ -362,10 +488,21 @@ def fit_together(
             history.log(beta=betas[i], val_ndcg=ndcg[i], loss=float(total_loss[i]) / train.shape[0])
             if ndcg[i] > best[i]:
                 best[i], history.best_epoch = ndcg[i], epoch
-                best_state[i] = {n: p[i].detach().clone() for n, p in params.items()}
-    for model, history, state in zip(models, histories, best_state, strict=True):
-        if state is None:
+                moments = {  # Adam's moments of model i, and its count of steps (a scalar)
+                    n: {
+                        key: v.clone() if v.dim() == 0 else _take({n: v}, i, shared)[n]
+                        for key, v in opt.state[w].items()
+                    }
+                    for n, w in params.items()
+                }
+                history.checkpoint = Checkpoint(
+                    epoch, step, _take(params, i, shared), moments, _rng_states(device),
+                    None if generator is None else generator.get_state(),
+                )  # fmt: skip
+    for model, history in zip(models, histories, strict=True):
+        if history.checkpoint is None:
             raise ValueError("no epoch reached a finite validation NDCG")
-        model.load_state_dict(state)
-        history.users_per_second = train.shape[0] * epochs * len(models) / max(seconds, 1e-9)
+        model.load_state_dict(_unstack(history.checkpoint.params, shared))
+        trained = train.shape[0] * (epochs - first) * len(models)
+        history.users_per_second = trained / seconds if seconds > 0 else getattr(resume, "users_per_second", 0.0)
     return histories
