@@ -260,7 +260,7 @@ def draw_map(bm: BookMap, path: Path) -> Path:
 
     n, m = len(bm.chapters), max(len(bm.packages), 1)
     height = max(n, m) * 0.42 + 1.2
-    fig, ax = plt.subplots(figsize=(9.0, height))
+    fig, ax = plt.subplots(figsize=(9.0, height), layout="tight")
     parts = list(dict.fromkeys(c.part for c in bm.chapters))
     colors = plt.get_cmap("tab10")
     ys = {c.slug: (n - 1 - i) * (max(n, m) - 1) / max(n - 1, 1) for i, c in enumerate(bm.chapters)}
@@ -301,7 +301,6 @@ def draw_map(bm: BookMap, path: Path) -> Path:
     ax.set_xlim(-1.1, 1.6)
     ax.set_ylim(-0.8, max(n, m) - 0.2)
     ax.axis("off")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=path.suffix.lstrip(".") or "svg", bbox_inches="tight", dpi=110)
     plt.close(fig)
