@@ -25,7 +25,9 @@ def _sklearn_datasets():
     if importlib.util.find_spec("sklearn") is None:  # pragma: no cover - scikit-learn is a dependency
         from . import MissingDatasetPackage
 
-        raise MissingDatasetPackage("these tables ship inside 'scikit-learn', which is not installed: pip install scikit-learn")
+        raise MissingDatasetPackage(
+            "these tables ship inside 'scikit-learn', which is not installed: pip install scikit-learn"
+        )
     import sklearn.datasets
 
     return sklearn.datasets
@@ -42,7 +44,9 @@ class Table:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2 or self.y.shape != (self.x.shape[0],):
-            raise ValueError(f"a table needs x of shape (n, d) and y of shape (n,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+            raise ValueError(
+                f"a table needs x of shape (n, d) and y of shape (n,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -97,7 +101,7 @@ def digits_table(scale: float = 1 / 16, dtype: torch.dtype = torch.float64) -> T
     """scikit-learn's 1797 handwritten 8x8 digits as one table of pixel intensities times ``scale``.
 
     The raw intensities are integers 0 to 16; the default ``scale`` puts them in [0, 1], as
-    :func:`varbook.data.digits` does. A common factor does not change the conditioning: the
+    :func:`varbook.data.digits` does. A common factor hardly changes the conditioning: the
     columns keep their very different variances (and the always-blank pixels stay 0).
 
     >>> t = digits_table()

@@ -5,11 +5,12 @@
   :func:`~varbook.optim.sso.train` :cite:`lavington2023target`;
 * :mod:`varbook.optim.linesearch`: the Armijo line search (also the SLS baseline), a
   ``torch.optim.Optimizer``;
+* :mod:`varbook.optim.imitation`: a vectorised double integrator with an LQR expert, and DAgger;
 * :mod:`varbook.optim.schedules`: step-size schedules, plain callables ``t -> step size`` that
   learning-rate controllers can replace.
 
 New optimisers join as ``torch.optim.Optimizer`` subclasses (stepped through
-:func:`varbook.runtime.descend`), new step-size rules as :class:`~varbook.optim.schedules.Schedule`
+:func:`varbook.runtime.descend`), new step-size rules as :data:`~varbook.optim.schedules.Schedule`
 callables.
 """
 
@@ -30,8 +31,10 @@ from .sso import (
     sls_step,
     surrogate,
     surrogate_gaps,
+    target_armijo,
     target_loss,
     train,
+    tune,
 )
 
 __all__ = [
@@ -52,6 +55,8 @@ __all__ = [
     "sls_step",
     "surrogate",
     "surrogate_gaps",
+    "target_armijo",
     "target_loss",
     "train",
+    "tune",
 ]

@@ -54,7 +54,7 @@ class Armijo(torch.optim.Optimizer):
     ...         loss.backward()
     ...     return loss
     >>> _ = opt.step(f)
-    >>> opt.last.accepted, float(w) < 3.0
+    >>> opt.last.accepted, float(w.detach()) < 3.0
     (True, True)
     """
 
@@ -113,7 +113,7 @@ class Armijo(torch.optim.Optimizer):
             accepted, backtracks, f1 = gnorm2 == 0.0, 0, f0
             while not accepted:
                 for p, p0, g in zip(params, start, grads, strict=True):
-                    p.copy_(p0 - alpha * g)
+                    torch.add(p0, g, alpha=-alpha, out=p)
                 f1 = float(closure(False))
                 self.evaluations += 1
                 if f1 <= f0 - self.c * alpha * gnorm2:  # Armijo's condition

@@ -1,13 +1,14 @@
 r"""Step-size schedules: a schedule maps the step number :math:`t = 1, 2, \dots` to a step size.
 
-Every schedule is a plain callable ``schedule(t) -> float`` (the :class:`Schedule` protocol), so a
+Every schedule is a plain callable ``schedule(t) -> float`` (:data:`Schedule`), so a
 learning-rate controller of a later chapter can take the place of one. :func:`schedule` builds the
 three of the target-based surrogate paper :cite:`lavington2023target`:
 
 * ``constant``: :math:`\eta_t=\eta_0`;
 * ``inverse_sqrt`` (the paper's "stochastic" schedule): :math:`\eta_t=\eta_0/\sqrt t`;
-* ``exponential``: :math:`\eta_t=\eta_0\,(1/T)^{t/T}` over ``total_steps`` :math:`T` (from
-  :math:`\eta_0` down to :math:`\eta_0/T`), or :math:`\eta_0\gamma^t` for a given ``rate`` :math:`\gamma`.
+* ``exponential``: :math:`\eta_t=\eta_0\,(1/T)^{(t-1)/T}` over ``total_steps`` :math:`T` (from
+  :math:`\eta_0` at :math:`t=1` down to :math:`\eta_0 T^{-(T-1)/T}`), or :math:`\eta_0\gamma^{t-1}`
+  for a given ``rate`` :math:`\gamma`.
 
 >>> s = schedule("inverse_sqrt", 2.0)
 >>> s(1), s(4)
@@ -18,15 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
 
 from ..runtime import check_choice
 
-
-class Schedule(Protocol):
-    """A step size per step number (``t`` starts at 1)."""
-
-    def __call__(self, t: int) -> float: ...
+Schedule = Callable[[int], float]
+"""A step size per step number (``t`` starts at 1)."""
 
 
 SCHEDULES = ("constant", "inverse_sqrt", "exponential")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -102,10 +102,12 @@ def surrogate(
     leading dimensions (several parameter draws at once).
     """
     if z.shape[-z_t.ndim :] != z_t.shape or grad_t.shape != z_t.shape:
-        raise ValueError(f"targets {tuple(z.shape)}, anchor {tuple(z_t.shape)} and gradient {tuple(grad_t.shape)} differ")
+        raise ValueError(
+            f"targets {tuple(z.shape)}, anchor {tuple(z_t.shape)} and gradient {tuple(grad_t.shape)} differ"
+        )
     dz = z - z_t
     dims = tuple(range(-z_t.ndim, 0))
-    return loss_t + (grad_t * dz).sum(dims) + (dz * dz).sum(dims) / (2 * eta)
+    return loss_t + (dz * (grad_t + dz / (2 * eta))).sum(dims)  # <grad, dz> + |dz|^2 / (2 eta)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -151,6 +153,41 @@ class Oracle:
         return value, self.sign * grad
 
 
+def target_armijo(
+    loss: TargetLoss,
+    z_t: torch.Tensor,
+    y: torch.Tensor,
+    loss_t: torch.Tensor | float,
+    grad_t: torch.Tensor,
+    start: float,
+    c: float = 0.1,
+    beta: float = 0.9,
+    max_backtracks: int = 100,
+    bounds: tuple[float, float] = (1e-4, 1e4),
+    counts: Counts | None = None,
+) -> float:
+    r"""The target step of SSO-SLS: the first :math:`\eta=\text{start}\cdot\beta^j` with
+
+    .. math:: \ell(z_t-\eta\nabla\ell(z_t))\le\ell(z_t)-c\,\eta\,\lVert\nabla\ell(z_t)\rVert^2 ,
+
+    Armijo's condition in target space (each trial is one loss evaluation, no gradient), clipped
+    to ``bounds``. With explicit sums the condition reads the same as with the paper code's means.
+    """
+    if not 0 < c < 1 or not 0 < beta < 1 or not start > 0:
+        raise ValueError(f"need 0 < c < 1, 0 < beta < 1 and start > 0; got {c}, {beta}, {start}")
+    lo, hi = bounds
+    eta, gnorm2, f0 = min(max(start, lo), hi), float((grad_t * grad_t).sum()), float(loss_t)
+    with torch.no_grad():
+        for _ in range(max_backtracks):
+            f1 = float(loss.value(z_t - eta * grad_t, y))
+            if counts is not None:
+                counts.loss_evaluations += 1
+            if f1 <= f0 - c * eta * gnorm2 or eta * beta < lo:
+                break
+            eta *= beta
+    return min(max(eta, lo), hi)
+
+
 # -------------------------------------------------------------------------------------------------
 # The surrogate method
 # -------------------------------------------------------------------------------------------------
@@ -169,15 +206,18 @@ class TargetSurrogate:
     forward pass, every gradient a backward pass too). On the whole data set this is full-batch
     majorisation-minimisation; on minibatches it is SSO.
 
-    ``eta`` defaults to the loss's ``eta_max``. ``inner_lr`` is the step of ``inner="sgd"``;
-    ``armijo`` passes options to :class:`~varbook.optim.linesearch.Armijo`.
+    ``eta`` defaults to the loss's ``eta_max``; ``eta="armijo"`` chooses it at every outer step by
+    :func:`target_armijo` (SSO-SLS), starting from the last one times ``outer["grow"]`` (1.8), and
+    the schedule then multiplies it (``schedule(t)`` with :math:`\eta_0=1`). ``inner_lr`` is the
+    step of ``inner="sgd"``; ``armijo`` passes options to :class:`~varbook.optim.linesearch.Armijo`,
+    ``outer`` to :func:`target_armijo` (``c``, ``beta``, ``bounds``, ``grow``).
     """
 
     def __init__(
         self,
         model: nn.Module,
         loss: str | TargetLoss,
-        eta: float | None = None,
+        eta: float | str | None = None,
         schedule: str | Schedule = "constant",
         inner: str = "armijo",
         m: int = 5,
@@ -185,10 +225,20 @@ class TargetSurrogate:
         inner_lr: float | None = None,
         total_steps: int | None = None,
         armijo: dict | None = None,
+        outer: dict | None = None,
         counts: Counts | None = None,
         oracle_sign: float = 1.0,
     ):
         self.model, self.loss = model, target_loss(loss)
+        self.outer: dict | None = None
+        if eta == "armijo":
+            self.outer = {"c": 0.1, "beta": 0.9, "grow": 1.8, "bounds": (1e-4, 1e4)} | (outer or {})
+            unknown = set(self.outer) - {"c", "beta", "grow", "bounds", "max_backtracks"}
+            if unknown:
+                raise ValueError(f"unknown options of the outer line search: {sorted(unknown)}")
+            eta = None
+        elif isinstance(eta, str):
+            raise ValueError(f"eta must be a positive number, None or 'armijo', got {eta!r}")
         eta = self.loss.eta_max if eta is None else eta
         if not (isinstance(eta, int | float) and math.isfinite(eta) and eta > 0):
             raise ValueError(f"the target step eta must be a positive number, got {eta!r}")
@@ -199,7 +249,8 @@ class TargetSurrogate:
             raise ValueError("inner='sgd' needs a positive inner_lr")
         self.inner_lr = inner_lr
         if isinstance(schedule, str):
-            self.schedule: Schedule = make_schedule(schedule, self.eta, total_steps=total_steps)
+            eta0 = 1.0 if self.outer is not None else self.eta
+            self.schedule: Schedule = make_schedule(schedule, eta0, total_steps=total_steps)
         else:
             self.schedule = schedule
         self.counts = counts if counts is not None else Counts()
@@ -213,8 +264,6 @@ class TargetSurrogate:
         def closure(backward: bool = True) -> torch.Tensor:
             z = self.model(x)
             self.counts.forward += 1
-            if z.shape != z_t.shape:
-                raise ValueError(f"the model's targets changed shape: {tuple(z.shape)} vs {tuple(z_t.shape)}")
             value = surrogate(z, z_t, loss_t, grad_t, eta)
             if backward:
                 value.backward()
@@ -226,12 +275,18 @@ class TargetSurrogate:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One outer step on the batch ``(x, y)``; returns :math:`\\ell_B(z_t)`, the batch loss before it."""
         self.t += 1
-        eta = float(self.schedule(self.t))
         with torch.no_grad():
             z_t = self.model(x)
         self.counts.forward += 1
         loss_t, grad_t = self.oracle(z_t, y)
         runtime.check_finite(loss_t, self.t, "loss of the targets")
+        if self.outer is None:
+            eta = float(self.schedule(self.t))
+        else:
+            opts = {k: v for k, v in self.outer.items() if k != "grow"}
+            start = self.eta * self.outer["grow"]
+            self.eta = target_armijo(self.loss, z_t, y, loss_t, grad_t, start, counts=self.counts, **opts)
+            eta = self.eta * float(self.schedule(self.t))
         closure = self._closure(x, z_t, loss_t, grad_t, eta)
         if self.inner == "armijo":
             self.line_search.reset()  # every outer step starts the line search afresh
@@ -244,7 +299,7 @@ class TargetSurrogate:
                 lbfgs.zero_grad()
                 return closure(True)
 
-            lbfgs.step(full_closure)  # type: ignore[arg-type]
+            lbfgs.step(full_closure)
         else:
             sgd = torch.optim.SGD(self.params, lr=float(self.inner_lr or 0.0))
             for j in range(self.m):
@@ -265,7 +320,9 @@ def linear_projection_step(x: torch.Tensor, theta: torch.Tensor, grad_t: torch.T
     the minimiser of the surrogate (``theta`` of shape ``(d, k)``, ``grad_t`` of shape ``(n, k)``).
     """
     if x.ndim != 2 or theta.ndim != 2 or grad_t.shape != (x.shape[0], theta.shape[1]) or theta.shape[0] != x.shape[1]:
-        raise ValueError(f"need x (n, d), theta (d, k), grad (n, k); got {tuple(x.shape)}, {tuple(theta.shape)}, {tuple(grad_t.shape)}")
+        raise ValueError(
+            f"need x (n, d), theta (d, k), grad (n, k); got {tuple(x.shape)}, {tuple(theta.shape)}, {tuple(grad_t.shape)}"
+        )
     if not eta > 0:
         raise ValueError(f"eta must be positive, got {eta}")
     return theta - eta * torch.linalg.pinv(x.T @ x) @ (x.T @ grad_t)
@@ -327,7 +384,7 @@ def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: str 
         counts.oracle_calls += 1
         counts.forward += 1
         counts.backward += 1
-        return float(value) * len(y)
+        return float(value.detach()) * len(y)
 
     return step
 
@@ -352,7 +409,7 @@ def sls_step(model: nn.Module, loss: str | TargetLoss, counts: Counts, **armijo)
                 counts.loss_evaluations += 1
             return value
 
-        return float(opt.step(closure)) * len(y)
+        return float(opt.step(closure).detach()) * len(y)
 
     return step
 
@@ -363,7 +420,7 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Ta
     return float(target_loss(loss).value(model(x), y)) / len(y)
 
 
-def _clock(device: torch.device) -> float:
+def clock(device: torch.device) -> float:
     """Seconds: CPU time of this process on a CPU (robust to other jobs), wall time on a GPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -398,6 +455,7 @@ def train(
     n = len(y)
     if batch_size is not None and not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 1 and {n}, got {batch_size}")
+    step_fn: StepFn
     if isinstance(step, TargetSurrogate):
         counts, step_fn = step.counts, step.step
     else:
@@ -418,14 +476,41 @@ def train(
                 batches = list(perm[: n - n % batch_size].split(batch_size))[::-1]
             idx = batches.pop()
             xb, yb = x[idx], y[idx]
-        start = _clock(x.device)
+        start = clock(x.device)
         value = step_fn(xb, yb)
-        seconds += _clock(x.device) - start
+        seconds += clock(x.device) - start
         runtime.check_finite(value, t, "batch loss")
         history.log(batch_loss=value / len(yb))
         if t % eval_every == 0 or t == oracle_calls:
             log(t)
     return history
+
+
+def tune(run: Callable[[float], History], grid: Sequence[float]) -> tuple[float, History, dict[float, float]]:
+    """Run ``run(lr)`` for every learning rate of ``grid``; the best by final ``loss``, its history, and every final loss.
+
+    A run that diverges (its loss stops being finite) counts as ``inf``.
+
+    >>> best, _, finals = tune(lambda lr: History(loss=[abs(lr - 0.1)]), [0.01, 0.1, 1.0])
+    >>> best, finals[1.0]
+    (0.1, 0.9)
+    """
+    if not grid:
+        raise ValueError("the grid of learning rates is empty")
+    finals: dict[float, float] = {}
+    best: tuple[float, History] | None = None
+    for lr in grid:
+        try:
+            history = run(lr)
+            finals[lr] = history.last("loss")
+        except FloatingPointError:
+            finals[lr] = math.inf
+            continue
+        if math.isfinite(finals[lr]) and (best is None or finals[lr] < best[1].last("loss")):
+            best = (lr, history)
+    if best is None:
+        raise FloatingPointError(f"every learning rate of {list(grid)} diverged")
+    return best[0], best[1], finals
 
 
 __all__ = [
@@ -442,6 +527,9 @@ __all__ = [
     "sls_step",
     "surrogate",
     "surrogate_gaps",
+    "clock",
+    "target_armijo",
     "target_loss",
     "train",
+    "tune",
 ]

@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from varbook.data.tables import Table
+from varbook.optim import experiments as ex
+from varbook.optim import sso
+from varbook.optim.imitation import DoubleIntegrator
+from varbook.runtime import History
+
+
+def small_table(n=120, d=5, k=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.logspace(0, 1, d, dtype=torch.float64)
+    y = (x @ torch.randn(d, k, generator=gen, dtype=torch.float64)).argmax(1)
+    return Table(x, y, k, "toy")
+
+
+def test_runs_share_initial_weights_and_batches():
+    tab = small_table()
+    a = ex.run(tab, ex.optimiser_maker(0.1), 10, 20, seed=3, k=3)
+    b = ex.run(tab, ex.optimiser_maker(0.1), 10, 20, seed=3, k=3)
+    assert a["loss"] == b["loss"] and a["oracle_calls"][-1] == 10
+    c = ex.run(tab, ex.optimiser_maker(0.1), 10, 20, seed=4, k=3)
+    assert a["loss"][0] != c["loss"][0]  # another seed, other initial weights
+
+
+def test_compare_tunes_and_counts_equal_oracle_calls():
+    tab = small_table()
+    runs, best = ex.compare(tab, [1, 3], [0.01, 0.1, 1.0], 12, 20, seed=0, peers=False)
+    assert set(runs) == {"SGD", "SLS", "SSO m=1", "SSO m=3"} and set(best) == {"SGD"}
+    assert all(h.last("oracle_calls") == 12 for h in runs.values())
+    _, _, finals = ex.tuned(tab, torch.optim.SGD, [0.01, 0.1, 1.0], 12, 20, 0)
+    assert runs["SGD"].last("loss") == min(finals.values())
+
+
+def test_tune_skips_diverging_rates():
+    def fake(lr):
+        if lr > 1:
+            raise FloatingPointError("diverged")
+        return History(loss=[abs(lr - 0.5)])
+
+    best, _, finals = sso.tune(fake, [0.1, 0.5, 10.0])
+    assert best == 0.5 and finals[10.0] == math.inf
+    with pytest.raises(FloatingPointError, match="every learning rate"):
+        sso.tune(fake, [10.0])
+    with pytest.raises(ValueError, match="empty"):
+        sso.tune(fake, [])
+
+
+def test_largest_rise_and_inner_solvers():
+    assert ex.largest_rise([3.0, 2.0, 2.5]) == pytest.approx(0.25)
+    assert ex.largest_rise([3.0, 2.0, 1.0]) < 0
+    with pytest.raises(ValueError, match="two losses"):
+        ex.largest_rise([1.0])
+    tab = small_table(d=4, k=10)
+    tab = Table(tab.x, tab.y % 10, 10, "toy")
+    out = ex.inner_solvers(tab, m=3, outer_steps=4, batch_size=16, seed=0)
+    assert set(out) == {"armijo", "lbfgs"} and all(v["oracle_calls"] == 4 for v in out.values())
+    assert all(v["surrogate_drop"] >= 0 for v in out.values())  # the inner solvers decrease the surrogate
+
+
+def test_dagger_runs_and_mlp():
+    runs, control, expert = ex.dagger_runs(
+        DoubleIntegrator(), [0.01, 0.1], [5], 2, 0, n_envs=16, horizon=10, labels_per_round=64
+    )
+    assert len(runs) == 2 and control < expert and all(h.last("return") <= expert + 1e-9 for h in runs.values())
+    assert ex.mlp_model(3, 2, 0, width=8)(torch.zeros(4, 3, dtype=torch.float64)).shape == (4, 2)
