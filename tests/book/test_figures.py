@@ -33,6 +33,10 @@ def test_every_figure_cell_has_a_caption_and_a_name(chapter):
         assert str(figure.get("name", "")).startswith("fig-"), f"{chapter.slug}: figure cell without a fig- name"
         names.append(figure["name"])
         assert cell.source.count("plt.show()") <= 1, f"{chapter.slug}: one figure per cell (one caption each)"
+        assert cell.source.strip().splitlines()[-1].strip() == "plt.show()", (
+            f"{chapter.slug}: {figure['name']} must end with plt.show(): a last expression's value would be a "
+            "second output under the same figure name"
+        )
     assert len(names) == len(set(names)), f"{chapter.slug}: figure names repeat"
 
 

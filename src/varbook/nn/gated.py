@@ -415,7 +415,7 @@ def stacked_gated_loss(
     generator: torch.Generator | None = None,
     add_surrogate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`gated_loss` of every network of ``stack`` on its own minibatch ``x[m], y[m]``.
+    r""":func:`gated_loss` of every network of ``stack`` on its own minibatch ``x[m], y[m]``.
 
     ``target_rates`` holds each network's :math:`\rho` (shape ``(M,)``), ``baselines`` each
     REINFORCE network's baseline. Returns the sum of the ``M`` losses (each network's parameters
