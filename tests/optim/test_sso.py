@@ -239,7 +239,7 @@ def test_bad_input_gets_clear_errors():
         sso.TargetSurrogate(model, "logistic", eta="armijo", outer={"gamma": 2})
     with pytest.raises(ValueError, match="labels"):
         sso.target_loss("logistic").value(torch.zeros(3, 1), torch.zeros(4))
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(ValueError, match="do not match"):
         sso.surrogate(torch.zeros(3, 2), torch.zeros(3, 1), 0.0, torch.zeros(3, 1), 1.0)
     with pytest.raises(ValueError, match="need x"):
         sso.linear_projection_step(torch.zeros(3, 2), torch.zeros(3, 1), torch.zeros(3, 1), 1.0)

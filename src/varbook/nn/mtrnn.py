@@ -52,10 +52,8 @@ class MTRNNCell(nn.Module):
     def __init__(self, hidden: int, extra: tuple[int, ...], tau: float, n_models: int = 1) -> None:
         super().__init__()
         if hidden < 1 or n_models < 1 or any(e < 0 for e in extra):
-            raise ValueError(
-                "MTRNNCell needs hidden >= 1, n_models >= 1 and sizes >= 0, "
-                f"got {hidden}, {n_models}, {extra}"
-            )
+            got = (hidden, n_models, extra)
+            raise ValueError(f"MTRNNCell needs hidden, n_models >= 1 and sizes >= 0, got {got}")
         if not tau >= 1.0:
             raise ValueError(f"the time constant tau must be >= 1, got {tau}")
         self.hidden, self.extra, self.tau = hidden, tuple(extra), float(tau)

@@ -102,12 +102,12 @@ def surrogate(
     leading dimensions (several parameter draws at once).
     """
     if z.shape[-z_t.ndim :] != z_t.shape or grad_t.shape != z_t.shape:
-        raise ValueError(
-            f"targets {tuple(z.shape)}, anchor {tuple(z_t.shape)} and gradient {tuple(grad_t.shape)} differ"
-        )
+        shapes = (tuple(z.shape), tuple(z_t.shape), tuple(grad_t.shape))
+        raise ValueError(f"the shapes of targets, anchor and gradient do not match: {shapes}")
     dz = z - z_t
     dims = tuple(range(-z_t.ndim, 0))
-    return loss_t + (dz * (grad_t + dz / (2 * eta))).sum(dims)  # <grad, dz> + |dz|^2 / (2 eta)
+    # <grad, dz> + |dz|^2 / (2 eta)
+    return loss_t + (dz * (grad_t + dz / (2 * eta))).sum(dims)
 
 
 # -------------------------------------------------------------------------------------------------
