@@ -31,6 +31,13 @@ def test_compare_tunes_and_counts_equal_oracle_calls():
     runs, best = ex.compare(tab, [1, 3], [0.01, 0.1, 1.0], 12, 20, seed=0, peers=False)
     assert set(runs) == {"SGD", "SLS", "SSO m=1", "SSO m=3"} and set(best) == {"SGD"}
     assert all(h.last("oracle_calls") == 12 for h in runs.values())
+    both, _ = ex.compare(tab, [1, 3], [0.1], 12, 20, seed=0, peers=False, etas=("armijo", 2.0))
+    assert {"SSO m=1, η=2", "SSO m=3, η=2", "SSO m=1", "SSO m=3"} <= set(both)
+    table_eta = ex.run(tab, ex.surrogate_maker(3, eta=2.0), 12, 20, seed=0)
+    assert both["SSO m=3, η=2"]["loss"] == table_eta["loss"]  # the constant target step, not SSO-SLS
+    assert both["SSO m=3, η=2"]["loss"] != both["SSO m=3"]["loss"]
+    with pytest.raises(ValueError, match="at least one"):
+        ex.compare(tab, [1], [0.1], 2, 20, seed=0, peers=False, etas=())
     _, _, finals = ex.tuned(tab, torch.optim.SGD, [0.01, 0.1, 1.0], 12, 20, 0)
     assert runs["SGD"].last("loss") == min(finals.values())
 
@@ -65,5 +72,7 @@ def test_dagger_runs_and_mlp():
     runs, control, expert = ex.dagger_runs(
         DoubleIntegrator(), [0.01, 0.1], [5], 2, 0, n_envs=16, horizon=10, labels_per_round=64
     )
-    assert len(runs) == 2 and control < expert and all(h.last("return") <= expert + 1e-9 for h in runs.values())
+    assert len(runs) == 3 and "SSO m=5" in runs
+    assert any(name.startswith("SSO-SLS") for name in runs)  # the SSO-SLS arm runs too
+    assert control < expert and all(h.last("return") <= expert + 1e-9 for h in runs.values())
     assert ex.mlp_model(3, 2, 0, width=8)(torch.zeros(4, 3, dtype=torch.float64)).shape == (4, 2)

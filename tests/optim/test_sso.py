@@ -108,7 +108,7 @@ def test_oracle_calls_are_counted_apart_from_model_passes():
     y = torch.randint(0, 2, (64,), generator=gen)
     for inner, m in (("sgd", 7), ("armijo", 4), ("lbfgs", 3)):
         model = nn.Linear(3, 1).double()
-        opt = sso.TargetSurrogate(model, "logistic", inner=inner, m=m, inner_lr=0.01)
+        opt = sso.TargetSurrogate(model, "logistic", inner=inner, m=m, inner_lr=0.01 if inner == "sgd" else None)
         h = sso.train(opt, model, x, y, "logistic", oracle_calls=5, batch_size=16, generator=gen, eval_every=1)
         assert opt.counts.oracle_calls == 5 and h["oracle_calls"] == [0, 1, 2, 3, 4, 5]
         if inner == "sgd":  # per outer step: targets, m surrogate passes, the final surrogate value
@@ -294,3 +294,105 @@ def test_double_integrator_expert_and_dagger():
         DoubleIntegrator(dt=0.0)
     with pytest.raises(ValueError, match="positive"):
         dagger(opt, policy, env, rounds=0)
+
+
+@pytest.mark.parametrize("reset_step", ["targets", 10.0])
+def test_the_surrogate_restarts_its_inner_line_search_at_every_outer_step(reset_step):
+    """Through TargetSurrogate.step (the chapter's path): each outer step's first inner search starts at the reset value."""
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64) * torch.logspace(0, 1.5, 6, dtype=torch.float64)
+    y = torch.randint(0, 4, (40,), generator=gen)
+    model = nn.Linear(6, 4).double()
+    opt = sso.TargetSurrogate(model, "softmax_ce", eta="armijo", m=3, reset_step=reset_step)
+    ls, starts, accepted = opt.line_search, [], []
+    step = ls.step
+
+    def recording_step(closure):  # the step size each inner search starts from, and the one it accepts
+        starts.append(ls.step_size)
+        out = step(closure)
+        accepted.append(ls.step_size)
+        return out
+
+    ls.step = recording_step
+    etas = []
+    for _ in range(4):
+        opt.step(x, y)
+        etas.append(opt.last["eta"])
+    n_targets = 40 * 4
+    for t in range(4):
+        expected = 20.0 * etas[t] / n_targets if reset_step == "targets" else 10.0
+        assert starts[3 * t] == pytest.approx(expected, rel=1e-12)
+        assert starts[3 * t + 1] == accepted[3 * t]  # within an outer step the search carries over
+    assert any(a < s for a, s in zip(accepted[::3], starts[::3], strict=True))  # it did backtrack
+    # the control: without the reset, the next outer step starts where the last one ended
+    ls.reset = lambda step=None: None
+    before = ls.step_size
+    opt.step(x, y)
+    assert starts[-3] == before and before != pytest.approx(20.0 * opt.last["eta"] / n_targets)
+
+
+def test_targets_reset_matches_the_official_mean_reduced_surrogate():
+    """Armijo on the sum with the start 20 eta / N tries the same points as Armijo on the code's mean surrogate from 10."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(30, 5, generator=gen, dtype=torch.float64) * torch.logspace(0, 1, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=gen)
+    eta = 7.0
+    ours = nn.Linear(5, 3).double()
+    theirs = nn.Linear(5, 3).double()
+    theirs.load_state_dict(ours.state_dict())
+    opt = sso.TargetSurrogate(ours, "softmax_ce", eta=eta, m=4)
+    z_t = theirs(x).detach()
+    _, g = sso.target_loss("softmax_ce").value_and_grad(z_t, y)
+    ls = Armijo(theirs.parameters(), init_step=10.0)
+
+    def mean_surrogate(backward=True):  # the official code, its 1/eta = our 2 eta: mean(2 eta g f + (f - z_t)^2)
+        f = theirs(x)
+        value = (2 * eta * g * f + (f - z_t) ** 2).mean()
+        if backward:
+            value.backward()
+        return value
+
+    for _ in range(4):
+        ls.step(mean_surrogate)
+    opt.step(x, y)
+    assert torch.allclose(ours.weight, theirs.weight, rtol=1e-9, atol=1e-12)
+
+
+def test_arguments_that_would_be_ignored_raise():
+    model = nn.Linear(2, 1).double()
+    with pytest.raises(ValueError, match="callable schedule"):
+        sso.TargetSurrogate(model, "logistic", eta=2.0, schedule=lambda t: 1.0)
+    sso.TargetSurrogate(model, "logistic", eta="armijo", schedule=lambda t: 1.0)  # a multiplier: allowed
+    with pytest.raises(ValueError, match="total_steps"):
+        sso.TargetSurrogate(model, "logistic", schedule=lambda t: 1.0, total_steps=10)
+    with pytest.raises(ValueError, match="inner_lr is the step of inner='sgd' only"):
+        sso.TargetSurrogate(model, "logistic", inner="armijo", inner_lr=0.1)
+    with pytest.raises(ValueError, match="inner_lr is the step of inner='sgd' only"):
+        sso.TargetSurrogate(model, "logistic", inner="lbfgs", inner_lr=0.1)
+    with pytest.raises(ValueError, match="armijo options"):
+        sso.TargetSurrogate(model, "logistic", inner="lbfgs", armijo={"c": 0.2})
+    with pytest.raises(ValueError, match="need eta='armijo'"):
+        sso.TargetSurrogate(model, "logistic", eta=2.0, outer={"grow": 2.0})
+    with pytest.raises(ValueError, match="reset_step"):
+        sso.TargetSurrogate(model, "logistic", reset_step=0.0)
+    with pytest.raises(ValueError, match="reset_step is for inner='armijo'"):
+        sso.TargetSurrogate(model, "logistic", inner="sgd", inner_lr=0.1, reset_step=10.0)
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="eta must be a positive"):
+            sso.surrogate(torch.zeros(3, 1), torch.zeros(3, 1), 0.0, torch.zeros(3, 1), bad)
+    opt = sso.TargetSurrogate(model, "squared", schedule=lambda t: 1.0 - t, inner="sgd", inner_lr=0.1)
+    with pytest.raises(ValueError, match="must be positive"):
+        opt.step(torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+    x, y = torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="own Counts"):
+        sso.train(sso.TargetSurrogate(model, "logistic"), model, x, y, "logistic", 2, counts=sso.Counts())
+    with pytest.raises(ValueError, match="'exponential' only"):
+        schedule("constant", 1.0, total_steps=10)
+    with pytest.raises(ValueError, match="'exponential' only"):
+        schedule("inverse_sqrt", 1.0, rate=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        schedule("exponential", 1.0, total_steps=10, rate=0.5)
+    with pytest.raises(ValueError, match="chunk"):
+        sso.surrogate_gaps(model, x, y, "logistic", 1.0, chunk=0)
+    with pytest.raises(ValueError, match="positive step"):
+        Armijo(model.parameters()).reset(0.0)

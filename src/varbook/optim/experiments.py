@@ -89,21 +89,28 @@ def compare(
     seed: int,
     peers: bool = True,
     desc: str | None = None,
+    etas: Sequence[float | str] = ("armijo",),
 ) -> tuple[dict[str, History], dict[str, float]]:
-    """Tuned SGD (and Adam, Adagrad with ``peers``), SLS, and SSO-SLS with each ``m``, at equal oracle calls.
+    """Tuned SGD (and Adam, Adagrad with ``peers``), SLS, and SSO with each target step of ``etas`` and each ``m``.
 
-    SLS grows its step by :math:`1.8^{B/n}` per step, as the paper's code; SSO-SLS chooses its target
-    step by :func:`~varbook.optim.sso.target_armijo`. Returns the histories by name and the best
-    learning rate of each tuned optimiser.
+    All at equal oracle calls. ``"armijo"`` in ``etas`` is SSO-SLS (runs named ``SSO m=<m>``): its
+    target step chosen by :func:`~varbook.optim.sso.target_armijo`; a number is a constant target
+    step (runs named ``SSO m=<m>, η=<eta>``). SLS starts from 1 and grows its step by
+    :math:`2^{B/n}` per step, the official code's defaults. Returns the histories by name and the
+    best learning rate of each tuned optimiser.
     """
+    if not etas or not ms:
+        raise ValueError(f"need at least one target step and one m; got etas={list(etas)}, ms={list(ms)}")
     runs, best_lr = {}, {}
     for name, optimizer in PEERS.items() if peers else [("SGD", torch.optim.SGD)]:
         best_lr[name], runs[name], _ = tuned(table, optimizer, grid, oracle_calls, batch_size, seed)
-    grow = 1.8 ** (batch_size / len(table))
-    sls = lambda model, counts: sso.sls_step(model, "softmax_ce", counts, grow=grow)
+    grow = 2.0 ** (batch_size / len(table))
+    sls = lambda model, counts: sso.sls_step(model, "softmax_ce", counts, init_step=1.0, grow=grow)
     runs["SLS"] = run(table, sls, oracle_calls, batch_size, seed)
-    for m in runtime.progress(ms, desc=desc, disable=desc is None):
-        runs[f"SSO m={m}"] = run(table, surrogate_maker(m, eta="armijo"), oracle_calls, batch_size, seed)
+    jobs = [(eta, m) for eta in etas for m in ms]
+    for eta, m in runtime.progress(jobs, desc=desc, disable=desc is None):
+        name = f"SSO m={m}" if eta == "armijo" else f"SSO m={m}, η={eta:g}"
+        runs[name] = run(table, surrogate_maker(m, eta=eta), oracle_calls, batch_size, seed)
     return runs, best_lr
 
 
@@ -147,12 +154,16 @@ def dagger_runs(
     device=None,
     **dagger_kw,
 ) -> tuple[dict[str, History], float, float]:
-    """DAgger with OGD (tuned on ``grid`` for the final return) and SSO with each ``m`` (Armijo inner loop).
+    r"""DAgger with OGD (tuned on ``grid`` for the final return), SSO with each ``m`` (the table's
+    :math:`\eta=1`, Armijo inner loop) and SSO-SLS with the largest ``m``.
 
     Each run starts from the zero linear policy. Returns the histories by name, the final return
     of the control (SSO with the largest ``m`` and the oracle's sign flipped) and the expert's
     return on the same evaluation roll-outs.
     """
+
+    if not ms:
+        raise ValueError("ms is empty: give at least one number of inner steps")
 
     def one(make: Maker) -> History:
         runtime.seed_all(seed)
@@ -174,6 +185,7 @@ def dagger_runs(
     runs = {f"OGD, lr = {best:g}": finite[best]}
     for m in ms:
         runs[f"SSO m={m}"] = one(surrogate_maker(m, "squared"))
+    runs[f"SSO-SLS m={ms[-1]}"] = one(surrogate_maker(ms[-1], "squared", eta="armijo"))
     control = one(surrogate_maker(ms[-1], "squared", oracle_sign=-1.0)).last("return")
     n_envs, horizon = dagger_kw.get("n_envs", 256), dagger_kw.get("horizon", 50)
     evaluation = torch.Generator().manual_seed(dagger_kw.get("eval_seed", 12345))

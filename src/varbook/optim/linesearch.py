@@ -89,9 +89,11 @@ class Armijo(torch.optim.Optimizer):
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
 
-    def reset(self) -> None:
-        """Start the next line search from ``init_step`` again."""
-        self.step_size = self.init_step
+    def reset(self, step: float | None = None) -> None:
+        """Start the next line search from ``step`` (default: ``init_step``) again."""
+        if step is not None and not (math.isfinite(step) and step > 0):
+            raise ValueError(f"the line search must restart from a positive step, got {step}")
+        self.step_size = self.init_step if step is None else float(step)
 
     def step(self, closure=None) -> torch.Tensor:  # type: ignore[override]
         """One Armijo step; returns the loss before it."""

@@ -74,10 +74,14 @@ def schedule(name: str, eta0: float, total_steps: int | None = None, rate: float
     check_choice("schedule", name, SCHEDULES)
     if not (isinstance(eta0, int | float) and math.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"the step size eta0 must be a positive number, got {eta0!r}")
+    if name != "exponential" and (total_steps is not None or rate is not None):
+        raise ValueError(f"total_steps and rate are for the schedule 'exponential' only, not {name!r}")
     if name == "constant":
         return constant(eta0)
     if name == "inverse_sqrt":
         return inverse_sqrt(eta0)
+    if rate is not None and total_steps is not None:
+        raise ValueError("an exponential schedule takes rate or total_steps, not both")
     if rate is None:
         if total_steps is None or total_steps < 1:
             raise ValueError("an exponential schedule needs rate or a positive total_steps")

@@ -104,6 +104,8 @@ def surrogate(
     if z.shape[-z_t.ndim :] != z_t.shape or grad_t.shape != z_t.shape:
         shapes = (tuple(z.shape), tuple(z_t.shape), tuple(grad_t.shape))
         raise ValueError(f"the shapes of targets, anchor and gradient do not match: {shapes}")
+    if not (isinstance(eta, int | float) and math.isfinite(eta) and eta > 0):
+        raise ValueError(f"the target step eta must be a positive number, got {eta!r}")
     dz = z - z_t
     dims = tuple(range(-z_t.ndim, 0))
     # <grad, dz> + |dz|^2 / (2 eta)
@@ -207,10 +209,20 @@ class TargetSurrogate:
     majorisation-minimisation; on minibatches it is SSO.
 
     ``eta`` defaults to the loss's ``eta_max``; ``eta="armijo"`` chooses it at every outer step by
-    :func:`target_armijo` (SSO-SLS), starting from the last one times ``outer["grow"]`` (1.8), and
-    the schedule then multiplies it (``schedule(t)`` with :math:`\eta_0=1`). ``inner_lr`` is the
-    step of ``inner="sgd"``; ``armijo`` passes options to :class:`~varbook.optim.linesearch.Armijo`,
-    ``outer`` to :func:`target_armijo` (``c``, ``beta``, ``bounds``, ``grow``).
+    :func:`target_armijo` (SSO-SLS), starting from the last one times ``outer["grow"]`` (2.0, the
+    official code's ``expand_coeff``), and the schedule then multiplies it (``schedule(t)`` with
+    :math:`\eta_0=1`). A callable ``schedule`` gives :math:`\eta_t` itself, so it cannot be combined
+    with a numeric ``eta``. ``inner_lr`` is the step of ``inner="sgd"`` (only), ``armijo`` passes
+    options to :class:`~varbook.optim.linesearch.Armijo` (``inner="armijo"`` only), ``outer`` to
+    :func:`target_armijo` (``eta="armijo"`` only: ``c``, ``beta``, ``bounds``, ``grow``); an option
+    that would be ignored raises a :class:`ValueError`.
+
+    ``reset_step`` is where the inner Armijo search restarts at every outer step: ``"targets"``
+    (default) converts the official code's reset value 10 on its mean-reduced surrogate
+    :math:`\operatorname{mean}(\eta_t\nabla\ell\odot f+(f-z_t)^2)` to our summed one,
+    :math:`10\cdot2\eta_t/N` for :math:`N` targets (the two surrogates differ by the factor
+    :math:`2\eta_t/N` and a constant, so the searches then try the same points); a number restarts
+    from that value whatever :math:`\eta_t` and :math:`N`.
     """
 
     def __init__(
@@ -228,11 +240,29 @@ class TargetSurrogate:
         outer: dict | None = None,
         counts: Counts | None = None,
         oracle_sign: float = 1.0,
+        reset_step: float | str = "targets",
     ):
         self.model, self.loss = model, target_loss(loss)
         self.outer: dict | None = None
+        if callable(schedule) and eta not in (None, "armijo"):
+            raise ValueError("a callable schedule gives eta_t itself: pass eta=None or 'armijo', not a number")
+        if callable(schedule) and total_steps is not None:
+            raise ValueError("total_steps is used by the schedule 'exponential' only, not by a callable schedule")
+        if outer is not None and eta != "armijo":
+            raise ValueError("outer options are for the target line search: they need eta='armijo'")
+        if inner != "sgd" and inner_lr is not None:
+            raise ValueError(f"inner_lr is the step of inner='sgd' only; inner={inner!r} would ignore it")
+        if inner != "armijo" and armijo is not None:
+            raise ValueError(f"armijo options are for inner='armijo' only; inner={inner!r} would ignore them")
+        if reset_step != "targets" and not (
+            isinstance(reset_step, int | float) and math.isfinite(reset_step) and reset_step > 0
+        ):
+            raise ValueError(f"reset_step must be 'targets' or a positive number, got {reset_step!r}")
+        if inner != "armijo" and reset_step != "targets":
+            raise ValueError(f"reset_step is for inner='armijo' only; inner={inner!r} would ignore it")
+        self.reset_step = reset_step
         if eta == "armijo":
-            self.outer = {"c": 0.1, "beta": 0.9, "grow": 1.8, "bounds": (1e-4, 1e4)} | (outer or {})
+            self.outer = {"c": 0.1, "beta": 0.9, "grow": 2.0, "bounds": (1e-4, 1e4)} | (outer or {})
             unknown = set(self.outer) - {"c", "beta", "grow", "bounds", "max_backtracks"}
             if unknown:
                 raise ValueError(f"unknown options of the outer line search: {sorted(unknown)}")
@@ -282,6 +312,8 @@ class TargetSurrogate:
         runtime.check_finite(loss_t, self.t, "loss of the targets")
         if self.outer is None:
             eta = float(self.schedule(self.t))
+            if not (math.isfinite(eta) and eta > 0):
+                raise ValueError(f"the schedule gave eta_t = {eta} at step {self.t}: it must be positive")
         else:
             opts = {k: v for k, v in self.outer.items() if k != "grow"}
             start = self.eta * self.outer["grow"]
@@ -289,7 +321,9 @@ class TargetSurrogate:
             eta = self.eta * float(self.schedule(self.t))
         closure = self._closure(x, z_t, loss_t, grad_t, eta)
         if self.inner == "armijo":
-            self.line_search.reset()  # every outer step starts the line search afresh
+            # every outer step starts the line search afresh (the official code's 10, in our scaling)
+            start = 20.0 * eta / z_t.numel() if self.reset_step == "targets" else float(self.reset_step)
+            self.line_search.reset(start)
             for _ in range(self.m):
                 self.line_search.step(closure)
         elif self.inner == "lbfgs":
@@ -347,8 +381,10 @@ def surrogate_gaps(
     every gap is :math:`\ge0`, which the theory promises for ``eta`` up to the loss's ``eta_max``.
     """
     loss = target_loss(loss)
-    if not eta > 0 or n_points < 1 or not radius > 0:
-        raise ValueError(f"need eta > 0, n_points >= 1 and radius > 0; got {eta}, {n_points}, {radius}")
+    if not eta > 0 or n_points < 1 or not radius > 0 or chunk < 1:
+        raise ValueError(
+            f"need eta > 0, n_points >= 1, radius > 0 and chunk >= 1; got {eta}, {n_points}, {radius}, {chunk}"
+        )
     theta_t = {k: v.detach() for k, v in model.named_parameters()}
     z_t = model(x)
     loss_t, grad_t = loss.value_and_grad(z_t, y)
@@ -457,6 +493,8 @@ def train(
         raise ValueError(f"batch_size must be between 1 and {n}, got {batch_size}")
     step_fn: StepFn
     if isinstance(step, TargetSurrogate):
+        if counts is not None and counts is not step.counts:
+            raise ValueError("a TargetSurrogate counts into its own Counts: pass counts=None or step.counts")
         counts, step_fn = step.counts, step.step
     else:
         counts, step_fn = counts or Counts(), step
