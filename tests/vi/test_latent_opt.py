@@ -43,3 +43,10 @@ def test_bad_input():
         optimize_latents(torch.zeros(2), lambda x: x.sum(), 1, -1.0)
     with pytest.raises(ValueError, match="floating"):
         optimize_latents(torch.zeros(2, dtype=torch.long), lambda x: x.sum(), 1, 0.1)
+
+
+def test_maximize_climbs_the_loss():
+    c = torch.tensor([2.0, -1.0])
+    (x,), hist = optimize_latents(torch.zeros(2), lambda x: -((x - c) ** 2), 500, 0.1, maximize=True)
+    torch.testing.assert_close(x, c, atol=1e-2, rtol=0)
+    assert hist["loss"][-1] > hist["loss"][0]

@@ -42,3 +42,16 @@ def test_bad_input():
         gaussian_from(torch.zeros(3))
     with pytest.raises(ValueError, match="positive"):
         LatentCell(0, 2)
+
+
+def test_groups_share_the_noise_and_bad_groups_raise():
+    g = torch.Generator().manual_seed(0)
+    mu, ls = torch.zeros(4, 3, 2), torch.zeros(4, 3, 2)
+    e = sample(mu, ls, g, groups=torch.tensor([0, 1, 0, 1]))
+    assert torch.equal(e[0], e[2]) and torch.equal(e[1], e[3]) and not torch.equal(e[0], e[1])
+    e = sample(mu, ls, torch.Generator().manual_seed(0))  # no groups: every model its own draw
+    assert not torch.equal(e[0], e[2])
+    with pytest.raises(ValueError, match="groups"):
+        sample(mu, ls, groups=torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="groups"):
+        sample(mu, ls, groups=torch.tensor([0, 1]))

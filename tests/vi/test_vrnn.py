@@ -36,5 +36,9 @@ def test_bad_input():
         predict_vrnn(m, torch.zeros(1, 5, 2), start=2, horizon=0)
     with pytest.raises(ValueError, match="iters"):
         train_vrnn(m, torch.zeros(1, 5, 2), 0.1, 0.1, iters=0)
+    with pytest.raises(ValueError, match="x must be"):
+        train_vrnn(m, torch.zeros(1, 5, 3), 0.1, 0.1, iters=1)
+    with pytest.raises(ValueError, match="start"):
+        predict_vrnn(m, torch.zeros(1, 5, 2), start=5, horizon=1)
     with pytest.raises(ValueError, match="enc_hidden"):
         VRNN(2, (8,), (1,), (2.0,), enc_hidden=0)

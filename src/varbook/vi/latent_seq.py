@@ -41,9 +41,29 @@ def step_kl(mu_q: torch.Tensor, log_sigma_q: torch.Tensor, mu_p: torch.Tensor, l
     return gaussian_kl(mu_q, 2 * log_sigma_q, mu_p, 2 * log_sigma_p)
 
 
-def sample(mu: torch.Tensor, log_sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Reparameterised draw :math:`z=\\mu+\\sigma\\varepsilon`, :math:`\\varepsilon\\sim\\mathcal N(0,I)`."""
-    eps = runtime.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+def sample(
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    generator: torch.Generator | None = None,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reparameterised draw :math:`z=\\mu+\\sigma\\varepsilon`, :math:`\\varepsilon\\sim\\mathcal N(0,I)`.
+
+    ``groups`` (optional, ``(M,)`` integers ``0..G-1`` along the leading dimension of models) makes
+    the models of one group share the same :math:`\\varepsilon` ("the same seed"); by default every
+    entry gets its own draw.
+
+    >>> e = sample(torch.zeros(3, 4), torch.zeros(3, 4), groups=torch.tensor([0, 0, 1]))
+    >>> bool((e[0] == e[1]).all()), bool((e[0] == e[2]).all())
+    (True, False)
+    """
+    if groups is None:
+        eps = runtime.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    else:
+        if groups.shape != mu.shape[:1] or groups.is_floating_point() or bool((groups < 0).any()):
+            raise ValueError(f"groups must be integers >= 0 of shape {tuple(mu.shape[:1])}, got {groups}")
+        shape = (int(groups.max()) + 1, *mu.shape[1:])
+        eps = runtime.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)[groups.to(mu.device)]
     return mu + log_sigma.exp() * eps
 
 

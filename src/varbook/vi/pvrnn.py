@@ -17,6 +17,7 @@ values of a sweep train as one batched network (one ``w`` per model). At test ti
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import cast
 
@@ -72,6 +73,25 @@ class PVRNN(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(n_models, x_dim))
         # the adaptive-vector bank: per layer (M, n_seq, T, 2 z_l), pre-activations [A^mu, A^sigma]
         self.A = nn.ParameterList(nn.Parameter(torch.zeros(n_models, n_seq, length, 2 * z)) for z in z_sizes)
+        self.noise_groups: torch.Tensor | None = None  # set by share_seed: models of a group share ε
+
+    @torch.no_grad()
+    def share_seed(self, groups: Sequence[int] | torch.Tensor) -> None:
+        """Give the models of each group the same seed: the same start and the same noise.
+
+        ``groups`` labels every model (``(M,)`` integers); each model takes every parameter
+        (weights and adaptive vectors) of the first model with its label, and from now on the
+        models of a group share each reparameterisation draw :math:`\\varepsilon`, so that models
+        trained with different meta-prior weights differ only by their weight.
+        """
+        labels = torch.as_tensor(groups).reshape(-1)
+        if labels.numel() != self.n_models or labels.is_floating_point():
+            raise ValueError(f"share_seed needs one integer label per model ({self.n_models}), got {groups}")
+        _, compact = torch.unique(labels, return_inverse=True)
+        first = torch.stack([(compact == c).nonzero()[0, 0] for c in compact])
+        for p in self.parameters():
+            p.copy_(p[first.to(p.device)])
+        self.noise_groups = compact
 
     @property
     def latent_cells(self) -> list[LatentCell]:
@@ -122,7 +142,7 @@ class PVRNN(nn.Module):
         z = []
         for p in pre:
             mu, ls = gaussian_from(p)
-            z.append(mu if use_mean else sample(mu, ls, generator))
+            z.append(mu if use_mean else sample(mu, ls, generator, self.noise_groups))
         d_prev: list[list[torch.Tensor]] = [[s[1]] for s in state]
         for t in range(T):
             state = self.step(state, [zl[:, :, t] for zl in z])
@@ -164,7 +184,7 @@ class PVRNN(nn.Module):
                     pre = torch.zeros_like(pre)
                 pres[k].append(pre)
                 mu, ls = gaussian_from(pre)
-                z.append(mu if use_mean else sample(mu, ls, generator))
+                z.append(mu if use_mean else sample(mu, ls, generator, self.noise_groups))
             state = self.step(state, z)
             xs.append(self.output(state[0][1]))
         return {"x": torch.stack(xs, 2), "pre": [torch.stack(p, 2) for p in pres], "state": state}
@@ -175,6 +195,23 @@ class PVRNN(nn.Module):
         out = self.generate(self.A[0].shape[1], self.length, generator=generator, use_mean=use_mean)
         for a, pre in zip(self.A, out["pre"], strict=True):
             a.copy_(pre)
+
+
+def check_count(name: str, value: int, minimum: int = 1) -> None:
+    """Raise a :class:`ValueError` unless ``value`` is an integer ``>= minimum`` (iterations, horizons)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_sequences(x: torch.Tensor, x_dim: int, shape: tuple[int, int] | None = None) -> None:
+    """Raise a :class:`ValueError` unless ``x`` is ``(batch, T, x_dim)``, and ``(batch, T) = shape`` if given."""
+    ok = isinstance(x, torch.Tensor) and x.dim() == 3 and x.shape[-1] == x_dim
+    if ok and shape is not None:
+        ok = tuple(x.shape[:2]) == tuple(shape)
+    if not ok:
+        want = f"({shape[0]}, {shape[1]}, {x_dim})" if shape is not None else f"(batch, T, {x_dim})"
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be {want}, got {got}")
 
 
 def as_weights(w: float | Sequence[float] | torch.Tensor, n_models: int, like: torch.Tensor) -> torch.Tensor:
@@ -222,11 +259,8 @@ def train(
     (``mse_m``, :math:`\\frac1T\\sum_t\\|x_t-\\hat x_t\\|^2/D_x`) and the KL per step (``kl_m``,
     unweighted, each layer's divided by :math:`Z_l`).
     """
-    if iters < 1:
-        raise ValueError(f"train needs iters >= 1, got {iters}")
-    if x.dim() != 3 or x.shape[0] != model.A[0].shape[1] or x.shape[1] != model.length or x.shape[2] != model.x_dim:
-        raise ValueError(f"x must be (n_seq, length, x_dim) = {(model.A[0].shape[1], model.length, model.x_dim)}, "
-                         f"got {tuple(x.shape)}")  # fmt: skip
+    check_count("iters", iters)
+    check_sequences(x, model.x_dim, (model.A[0].shape[1], model.length))
     as_weights(w, model.n_models, x)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     idx = torch.arange(x.shape[0], device=x.device)
@@ -259,6 +293,7 @@ def error_regression(
     steps: int,
     lr: float,
     horizon: int = 1,
+    maximize: bool = False,
     generator: torch.Generator | None = None,
     desc: str | None = None,
 ) -> torch.Tensor:
@@ -268,14 +303,13 @@ def error_regression(
     :math:`x_{t-W..t-1}` (the newest initialised from the prior) take ``steps`` Adam steps with
     learning rate ``lr`` on the window's free energy, from the deterministic state carried over from
     the previous window (posterior means); then the generative model runs ``horizon`` steps with the
-    prior mean of :math:`z`, and its last output predicts :math:`x_{t+H-1}` (stored at that index). Every model and sequence is an independent problem of one
+    prior mean of :math:`z`, and its last output predicts :math:`x_{t+H-1}` (stored at that index).
+    Every model and sequence is an independent problem of one
     :func:`~varbook.vi.latent_opt.optimize_latents` call per step. Returns (M, B, T, D_x), NaN at
-    :math:`t<H`.
+    :math:`t<H`. ``maximize=True`` climbs the window's free energy instead (a negative control).
     """
-    if horizon < 1:
-        raise ValueError(f"the horizon must be >= 1, got {horizon}")
-    if x.dim() != 3 or x.shape[-1] != model.x_dim:
-        raise ValueError(f"x must be (batch, T, {model.x_dim}), got {tuple(x.shape)}")
+    check_count("the horizon", horizon)
+    check_sequences(x, model.x_dim)
     B, T, _ = x.shape
     if window < 1 or window >= T:
         raise ValueError(f"the window must be between 1 and T - 1 = {T - 1} steps, got {window}")
@@ -301,7 +335,7 @@ def error_regression(
                 rec, wkl = free_energy(target, out["x_hat"], out["kl"], w, w_first, first=s == 0)
                 return rec + wkl
 
-            fitted, _ = optimize_latents([a[:, :, s:t] for a in A], window_loss, steps, lr)
+            fitted, _ = optimize_latents([a[:, :, s:t] for a in A], window_loss, steps, lr, maximize=maximize)
             for a, f in zip(A, fitted, strict=True):
                 a[:, :, s:t] = f
             with torch.no_grad():
@@ -328,10 +362,13 @@ def lyapunov_exponent(model: PVRNN, steps: int = 500, burn_in: int = 200, eps: f
     The map :math:`(h,d)_{t-1}\mapsto(h,d)_t` with :math:`z_t` the prior mean is iterated from
     :math:`d_0=0` and from a copy perturbed by ``eps``; the distance of the internal states is
     renormalised to ``eps`` after every step and :math:`\lambda=\frac1n\sum\log(\delta_t/\epsilon)`.
-    A positive :math:`\lambda` is deterministic chaos.
+    A positive :math:`\lambda` is deterministic chaos. The map is iterated on a float64 copy of the
+    model: in float32 the rounding of an ``eps``-sized difference (about 10 % at ``eps = 1e-6``)
+    biases :math:`\lambda` by as much as the exponents of a trained network. Returns float64 ``(M,)``.
     """
-    if steps < 1 or burn_in < 0:
-        raise ValueError(f"lyapunov_exponent needs steps >= 1 and burn_in >= 0, got {steps}, {burn_in}")
+    check_count("steps", steps)
+    check_count("burn_in", burn_in, 0)
+    model = copy.deepcopy(model).double()
 
     def advance(state: State) -> State:
         z = [cell.prior(state[k][1])[0] for k, cell in enumerate(model.latent_cells)]

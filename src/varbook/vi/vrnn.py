@@ -89,8 +89,8 @@ def train_vrnn(
     desc: str | None = None,
 ) -> runtime.History:
     """Full-batch Adam on the VRNN's loss (:func:`varbook.vi.pvrnn.free_energy`), every model at once."""
-    if iters < 1:
-        raise ValueError(f"train_vrnn needs iters >= 1, got {iters}")
+    pv.check_count("iters", iters)
+    pv.check_sequences(x, model.core.x_dim)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = runtime.History()
     for it in runtime.progress(range(iters), desc=desc, disable=desc is None):
@@ -109,9 +109,11 @@ def predict_vrnn(model: VRNN, x: torch.Tensor, *, start: int, horizon: int) -> t
 
     The encoder filters the observations (posterior means), then the prior mean runs ``horizon`` steps.
     """
+    pv.check_sequences(x, model.core.x_dim)
+    pv.check_count("the horizon", horizon)
     B, T, _ = x.shape
-    if horizon < 1 or not 1 <= start < T:
-        raise ValueError(f"predict_vrnn needs horizon >= 1 and 1 <= start < T, got {horizon}, {start}")
+    if not 1 <= start < T:
+        raise ValueError(f"predict_vrnn needs 1 <= start < T = {T}, got {start}")
     core = model.core
     preds = torch.full((core.n_models, B, T, core.x_dim), float("nan"), dtype=x.dtype, device=x.device)
     state = model.unroll(x[:, :start], core.initial_state(B), first=True, use_mean=True)["state"]
