@@ -39,3 +39,30 @@ def gaussian_kl_standard(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tenso
     (tensor(0.6561), tensor(0.6561))
     """
     return 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
+
+
+def inverse_gamma_kl(
+    a1: torch.Tensor | float,
+    b1: torch.Tensor | float,
+    a2: torch.Tensor | float,
+    b2: torch.Tensor | float,
+) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(\mathrm{InvGamma}(a_1,b_1)\,\|\,\mathrm{InvGamma}(a_2,b_2))` (shapes :math:`a`, scales :math:`b`).
+
+    The map :math:`\sigma^2\mapsto1/\sigma^2` sends both to Gamma laws with rates :math:`b`, and a
+    KL is unchanged by a bijection, so it is the Gamma KL :cite:`lee2022scale`:
+
+    .. math:: (a_1-a_2)\psi(a_1)-\ln\Gamma(a_1)+\ln\Gamma(a_2)+a_2\ln\frac{b_1}{b_2}+a_1\frac{b_2-b_1}{b_1}.
+
+    Elementwise (broadcast); zero for equal arguments:
+
+    >>> inverse_gamma_kl(2.0, 2.0, 2.0, 2.0)
+    tensor(0.)
+    """
+    ts = [torch.as_tensor(v) for v in (a1, b1, a2, b2)]
+    ts = [t.to(torch.result_type(t, 1.0)) for t in ts]
+    p, s, p2, s2 = torch.broadcast_tensors(*ts)
+    if bool((torch.stack([p, s, p2, s2]) <= 0).any()):
+        raise ValueError("the shapes and scales of inverse-gamma laws must be positive")
+    kl = (p - p2) * torch.digamma(p) - torch.lgamma(p) + torch.lgamma(p2)
+    return kl + p2 * (s.log() - s2.log()) + p * (s2 - s) / s

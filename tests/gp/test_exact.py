@@ -1,0 +1,135 @@
+"""Tests of varbook.gp.exact: GP and Student-t process regression against direct computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from varbook.data.heavy_tailed import synthetic_regression
+from varbook.gp import exact
+from varbook.gp.kernels import nngp_relu
+
+F64 = dict(dtype=torch.float64)
+
+
+@pytest.fixture
+def problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 2, generator=g, **F64)
+    xt = torch.randn(5, 2, generator=g, **F64)
+    y = torch.randn(12, generator=g, **F64)
+    return x, xt, y, nngp_relu(x, depth=2, b_std=0.5)
+
+
+def test_gp_marginal_is_a_multivariate_normal_density(problem):
+    _, _, y, k = problem
+    c = k + 0.1 * torch.eye(12, **F64)
+    direct = torch.distributions.MultivariateNormal(torch.zeros(12, **F64), 2.5 * c).log_prob(y)
+    torch.testing.assert_close(exact.gp_log_marginal(k, y, 0.1, scale_sq=2.5), direct)
+    # the closed-form scale q/n maximises it
+    best = exact.gp_log_marginal(k, y, 0.1)
+    for s2 in (0.3, 1.0, 3.0):
+        assert best >= exact.gp_log_marginal(k, y, 0.1, scale_sq=s2)
+
+
+def test_tp_marginal_is_a_multivariate_t_density(problem):
+    _, _, y, k = problem
+    c = (k + 0.1 * torch.eye(12, **F64)).numpy()
+    direct = stats.multivariate_t(shape=(3.0 / 2.0) * c, df=4.0).logpdf(y.numpy())
+    assert abs(float(exact.tp_log_marginal(k, y, 0.1, 2.0, 3.0)) - direct) < 1e-10
+
+
+def test_tp_marginal_is_the_scale_mixture_of_gps(problem):
+    """Integrate the GP likelihood over sigma^2 ~ InvGamma(alpha, beta) by quadrature."""
+    _, _, y, k = problem
+    alpha, beta = 1.5, 0.8
+    s2 = np.exp(np.linspace(-8, 8, 20001))
+    _, logdet, q = exact.solve_terms(k, y, 0.1)  # log N(y; 0, s2 C) at every s2, in closed form
+    log_gp = -0.5 * (12 * np.log(2 * math.pi * s2) + float(logdet) + float(q) / s2)
+    assert log_gp[10000] == pytest.approx(float(exact.gp_log_marginal(k, y, 0.1, scale_sq=1.0)))
+    log_prior = stats.invgamma(alpha, scale=beta).logpdf(s2)
+    integrand = np.exp(log_gp + log_prior + np.log(s2))  # d sigma^2 = sigma^2 d log sigma^2
+    quad = math.log(np.trapezoid(integrand, np.log(s2)))
+    assert abs(quad - float(exact.tp_log_marginal(k, y, 0.1, alpha, beta))) < 1e-6
+
+
+def test_tp_predictive_closed_form(problem):
+    x, xt, y, _ = problem
+    h = exact.Hyper("tp", 1.0, 0.5, 0.1, depth=2, alpha=2.0, beta=3.0)
+    pred = h.predictive(x, y, xt)
+    k, kx, kd = h.kernels(x, xt)
+    c_inv = torch.linalg.inv(k + 0.1 * torch.eye(12, **F64))
+    q, nu, s = float(y @ c_inv @ y), 4.0, 1.5
+    var = kd + 0.1 - ((kx.T @ c_inv) * kx.T).sum(1)
+    torch.testing.assert_close(pred.loc, kx.T @ c_inv @ y)
+    torch.testing.assert_close(pred.scale**2, (nu + q / s) / (nu + 12) * s * var)
+    assert pred.df == nu + 12
+    ref = stats.t(df=pred.df, loc=pred.loc.numpy(), scale=pred.scale.numpy()).logpdf(y[:5].numpy())
+    np.testing.assert_allclose(pred.log_prob(y[:5]).numpy(), ref, rtol=1e-12)
+
+
+def test_gp_predictive_closed_form(problem):
+    x, xt, y, _ = problem
+    h = exact.Hyper("gp", 1.0, 0.5, 0.1, depth=2)
+    pred = h.predictive(x, y, xt)
+    k, kx, kd = h.kernels(x, xt)
+    c_inv = torch.linalg.inv(k + 0.1 * torch.eye(12, **F64))
+    s2 = float(y @ c_inv @ y) / 12
+    torch.testing.assert_close(pred.scale**2, s2 * (kd + 0.1 - ((kx.T @ c_inv) * kx.T).sum(1)))
+    assert math.isinf(pred.df)
+    ref = stats.norm(pred.loc.numpy(), pred.scale.numpy()).logpdf(y[:5].numpy())
+    np.testing.assert_allclose(pred.log_prob(y[:5]).numpy(), ref, rtol=1e-12)
+
+
+def test_fit_grid_finds_the_best_grid_point(problem):
+    x, _, y, _ = problem
+    grid = exact.Grid(w_std=(1.0, 2.0), b_std=(0.3,), jitter=(0.01, 1.0), alpha=(1.0, 3.0), beta=(1.0,))
+    best = exact.fit_grid("tp", x, y, depth=2, grid=grid)
+    scores = {
+        (w, e, a): float(exact.tp_log_marginal(nngp_relu(x, depth=2, w_std=w, b_std=0.3), y, e, a, 1.0))
+        for w in grid.w_std
+        for e in grid.jitter
+        for a in grid.alpha
+    }
+    assert (best.w_std, best.jitter, best.alpha) == max(scores, key=scores.get)
+    assert best.log_marginal == pytest.approx(max(scores.values()))
+
+
+def test_fit_adam_does_not_lower_the_marginal_likelihood(problem):
+    x, _, y, _ = problem
+    for kind in exact.KINDS:
+        h = exact.fit_grid(kind, x, y, depth=2)
+        fitted, history = exact.fit_adam(h, x, y, steps=200)
+        assert fitted.log_marginal >= h.log_marginal - 1e-9
+        assert len(history["loss"]) <= 200
+
+
+def test_nll_gap_and_sweep():
+    d = synthetic_regression("t", n_train=20, seed=0)
+    gap = exact.nll_gap(d.x_train, d.y_train, d.x_test, d.y_test)
+    assert gap["tp - gp"] == pytest.approx(gap["tp"] - gap["gp"])
+    rows = exact.sweep_nll_gaps({"a": lambda s: synthetic_regression("normal", 20, s)}, [0, 1])
+    assert [r["seed"] for r in rows] == [0, 1] and all(math.isfinite(r["tp - gp"]) for r in rows)
+
+
+def test_bad_input(problem):
+    x, xt, y, k = problem
+    with pytest.raises(ValueError, match="kernel"):
+        exact.gp_log_marginal(k, y[:5], 0.1)
+    with pytest.raises(TypeError, match="dtype"):
+        exact.gp_log_marginal(k.float(), y, 0.1)
+    with pytest.raises(ValueError, match="positive"):
+        exact.tp_log_marginal(k, y, 0.1, -1.0, 1.0)
+    with pytest.raises(ValueError, match="kind"):
+        exact.fit_grid("cauchy", x, y)
+    with pytest.raises(ValueError, match="positive definite"):
+        exact.predict("gp", -torch.eye(12, **F64), k[:, :5], k.diagonal()[:5], y, 1e-6)
+    with pytest.raises(ValueError, match="steps"):
+        exact.fit_adam(exact.Hyper("gp", 1.0, 0.5, 0.1), x, y, steps=0)
+    # a non-positive-definite grid point is skipped, not chosen
+    _, logdet, q = exact.solve_terms(-torch.eye(12, **F64)[None].expand(2, -1, -1), y, torch.tensor([0.0, 2.0], **F64))
+    assert math.isnan(float(logdet[0])) and math.isfinite(float(logdet[1]))
