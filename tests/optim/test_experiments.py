@@ -33,13 +33,16 @@ def test_compare_tunes_and_counts_equal_oracle_calls():
     assert all(h.last("oracle_calls") == 12 for h in runs.values())
     both, _ = ex.compare(tab, [1, 3], [0.1], 12, 20, seed=0, peers=False, etas=("armijo", 2.0))
     assert {"SSO m=1, η=2", "SSO m=3, η=2", "SSO m=1", "SSO m=3"} <= set(both)
-    table_eta = ex.run(tab, ex.surrogate_maker(3, eta=2.0), 12, 20, seed=0)
+    table_eta = ex.run(tab, ex.surrogate_maker(3, eta=2.0), 12, 20, seed=0, k=3)
     assert both["SSO m=3, η=2"]["loss"] == table_eta["loss"]  # the constant target step, not SSO-SLS
     assert both["SSO m=3, η=2"]["loss"] != both["SSO m=3"]["loss"]
     with pytest.raises(ValueError, match="at least one"):
         ex.compare(tab, [1], [0.1], 2, 20, seed=0, peers=False, etas=())
-    _, _, finals = ex.tuned(tab, torch.optim.SGD, [0.01, 0.1, 1.0], 12, 20, 0)
+    # the table's 3 classes get 3 logits (not 10): the same as tuning a 3-logit model directly
+    _, _, finals = ex.tuned(tab, torch.optim.SGD, [0.01, 0.1, 1.0], 12, 20, 0, k=3)
     assert runs["SGD"].last("loss") == min(finals.values())
+    sso3 = ex.run(tab, ex.surrogate_maker(3, eta="armijo"), 12, 20, seed=0, k=3)
+    assert runs["SSO m=3"]["loss"] == sso3["loss"]
 
 
 def test_tune_skips_diverging_rates():
@@ -65,7 +68,14 @@ def test_largest_rise_and_inner_solvers():
     tab = Table(tab.x, tab.y % 10, 10, "toy")
     out = ex.inner_solvers(tab, m=3, outer_steps=4, batch_size=16, seed=0)
     assert set(out) == {"armijo", "lbfgs"} and all(v["oracle_calls"] == 4 for v in out.values())
-    assert all(v["surrogate_drop"] >= 0 for v in out.values())  # the inner solvers decrease the surrogate
+    # one outer step: both solvers start from the same weights, batch and target step, so their drops
+    # compare. The surrogate of a linear model is a quadratic in the weights; 50 L-BFGS iterations
+    # reach its minimum (the projection), which 3 Armijo steps on these scaled columns stay short of
+    short = ex.inner_solvers(tab, m=3, outer_steps=1, batch_size=16, seed=0, solvers=("armijo",))
+    exact = ex.inner_solvers(tab, m=50, outer_steps=1, batch_size=16, seed=0, solvers=("lbfgs", "armijo"))
+    assert 0 < short["armijo"]["surrogate_drop"] < exact["lbfgs"]["surrogate_drop"]
+    best = exact["lbfgs"]["surrogate_drop"] * (1 + 1e-9)
+    assert exact["armijo"]["surrogate_drop"] <= best  # nothing beats the minimum
 
 
 def test_dagger_runs_and_mlp():
@@ -74,5 +84,12 @@ def test_dagger_runs_and_mlp():
     )
     assert len(runs) == 3 and "SSO m=5" in runs
     assert any(name.startswith("SSO-SLS") for name in runs)  # the SSO-SLS arm runs too
-    assert control < expert and all(h.last("return") <= expert + 1e-9 for h in runs.values())
+    assert control < expert
+    # every method improves on the zero policy it starts from (the LQR gain is optimal for the
+    # infinite horizon, not for this clipped 10-step one, so we do not compare with the expert)
+    assert all(h.last("return") > h["return"][0] for h in runs.values())
+    _, overshoot, _ = ex.dagger_runs(
+        DoubleIntegrator(), [0.1], [5], 4, 0, control_eta=2.5, n_envs=16, horizon=10, labels_per_round=64
+    )
+    assert overshoot < runs["SSO m=5"].last("return")  # eta = 2.5 on the squared loss overshoots
     assert ex.mlp_model(3, 2, 0, width=8)(torch.zeros(4, 3, dtype=torch.float64)).shape == (4, 2)

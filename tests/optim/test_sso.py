@@ -123,10 +123,27 @@ def test_oracle_calls_are_counted_apart_from_model_passes():
     step = sso.gradient_step(model, torch.optim.SGD(model.parameters(), lr=0.1), "logistic", counts)
     sso.train(step, model, x, y, "logistic", 6, 16, counts=counts, generator=gen)
     assert counts.as_dict() == dict(oracle_calls=6, loss_evaluations=0, forward=6, backward=6)
-    counts = sso.Counts()
+
+
+def test_sls_counts_every_step_size_tried_as_a_loss_evaluation(monkeypatch):
+    made = []
+
+    class Recording(Armijo):  # the SLS baseline's own line search, to compare its counters with ours
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(sso, "Armijo", Recording)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 3, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64)
+    y = torch.randint(0, 2, (64,), generator=gen)
+    model, counts = nn.Linear(3, 1).double(), sso.Counts()
     step = sso.sls_step(model, "logistic", counts)
     sso.train(step, model, x, y, "logistic", 6, 16, counts=counts, generator=gen)
-    assert counts.oracle_calls == 6 and counts.loss_evaluations >= 6
+    (ls,) = made
+    assert counts.oracle_calls == 6 == ls.gradients
+    assert counts.loss_evaluations == ls.evaluations and ls.evaluations > 6  # the scaled columns force backtracks
+    assert counts.forward == counts.oracle_calls + counts.loss_evaluations
 
 
 def test_full_batch_mm_never_increases_the_loss_and_a_too_large_eta_does():
@@ -142,6 +159,28 @@ def test_full_batch_mm_never_increases_the_loss_and_a_too_large_eta_does():
         assert bool((steps <= 1e-12).all()) is monotone
 
 
+def test_mm_sandwich_holds_with_the_tables_eta_and_breaks_at_twice_it():
+    """The left half of the MM inequality, l(f(theta_{t+1})) <= g_t(theta_{t+1}), along the trajectory.
+
+    Monotone descent cannot see a factor 2 in eta here; the sandwich can (the chapter's mm_sandwich).
+    """
+    from varbook.data.tables import Table
+    from varbook.optim import experiments as ex
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(100, 4, generator=gen, dtype=torch.float64)
+    y = (x[:, 0] + 0.5 * torch.randn(100, generator=gen, dtype=torch.float64) > 0).long()
+    tab = Table(x, y, 2, "toy")
+    good = ex.mm_run(tab, "logistic", 4.0, 10, seed=0, m=10)
+    bad = ex.mm_run(tab, "logistic", 8.0, 10, seed=0, m=10)
+    assert len(good["sandwich"]) == 10 and len(good["loss"]) == 11
+    assert min(good["sandwich"]) >= -1e-10
+    assert ex.largest_rise(bad["loss"]) <= 1e-12  # twice the eta still descends monotonically ...
+    assert min(bad["sandwich"]) < 0  # ... but the surrogate no longer lies above the loss it reached
+    with pytest.raises(ValueError, match="steps"):
+        ex.mm_run(tab, "logistic", 4.0, 0, seed=0)
+
+
 def test_target_armijo_satisfies_its_condition():
     gen = torch.Generator().manual_seed(6)
     loss = sso.target_loss("softmax_ce")
@@ -151,6 +190,42 @@ def test_target_armijo_satisfies_its_condition():
     eta = sso.target_armijo(loss, z, y, value, grad, start=1e3)
     assert float(loss.value(z - eta * grad, y)) <= float(value) - 0.1 * eta * float((grad**2).sum())
     assert eta < 1e3
+
+
+@pytest.mark.parametrize("bounds", [(1e-4, 1e4), (1e-4, 0.3), (5.0, 1e4)])
+def test_sso_sls_outer_line_search_through_step(bounds):
+    """Through TargetSurrogate.step: eta_t starts from eta_{t-1} * grow, is the first start * beta^j
+    that meets Armijo's condition in target space, and is clipped to the bounds."""
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(60, 5, generator=gen, dtype=torch.float64) * torch.logspace(0, 1, 5, dtype=torch.float64)
+    y = torch.randint(0, 4, (60,), generator=gen)
+    model = nn.Linear(5, 4).double()
+    grow, beta, c = 2.0, 0.9, 0.1
+    opt = sso.TargetSurrogate(model, "softmax_ce", eta="armijo", m=2, outer={"grow": grow, "bounds": bounds})
+    loss, lo, hi = sso.target_loss("softmax_ce"), *bounds
+    previous = loss.eta_max  # the search starts from eta_max * grow at the first step
+
+    def armijo_holds(z, g, value, eta):
+        return float(loss.value(z - eta * g, y)) <= float(value) - c * eta * float((g * g).sum())
+
+    for _ in range(5):
+        with torch.no_grad():
+            z_t = model(x)
+        value, g = loss.value_and_grad(z_t, y)
+        opt.step(x, y)
+        eta = opt.last["eta"]
+        start = min(max(previous * grow, lo), hi)
+        j = round(math.log(eta / start) / math.log(beta))
+        assert lo <= eta <= hi
+        if eta > lo:  # not stopped by the lower bound: the first trial that passes
+            assert eta == pytest.approx(start * beta**j, rel=1e-9) and j >= 0
+            assert armijo_holds(z_t, g, value, eta)
+            assert j == 0 or not armijo_holds(z_t, g, value, eta / beta)
+        previous = eta
+    if bounds[1] == 0.3:
+        assert eta == 0.3  # clipped from above: every accepted step would be larger
+    if bounds[0] == 5.0:
+        assert eta >= 5.0
 
 
 def test_armijo_satisfies_its_condition_and_resets():
@@ -396,3 +471,35 @@ def test_arguments_that_would_be_ignored_raise():
         sso.surrogate_gaps(model, x, y, "logistic", 1.0, chunk=0)
     with pytest.raises(ValueError, match="positive step"):
         Armijo(model.parameters()).reset(0.0)
+
+
+def test_more_bad_input_gets_clear_errors():
+    logistic = sso.target_loss("logistic")
+    z = torch.zeros(3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"labels in \{0, 1\}"):
+        logistic.value(z, torch.tensor([-1, 1, 1]))  # libsvm's labels
+    with pytest.raises(ValueError, match=r"labels in \{0, 1\}"):
+        logistic.value_and_grad(z, torch.tensor([0, 2, 1]))
+    assert float(logistic.value(z, torch.tensor([0, 1, 1]))) == pytest.approx(3 * math.log(2))
+    model = nn.Linear(2, 1).double()
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="max_step must be positive"):
+            Armijo(model.parameters(), max_step=bad)
+    with pytest.raises(ValueError, match="grow must be"):
+        Armijo(model.parameters(), grow=math.inf)
+    g = torch.ones(3, 1, dtype=torch.float64)
+    for bounds in ((10.0, 1.0), (0.0, 1.0), (1.0, math.inf)):
+        with pytest.raises(ValueError, match="bounds"):
+            sso.target_armijo(logistic, z, torch.tensor([0, 1, 1]), 2.0, g, 1.0, bounds=bounds)
+    for outer in (
+        {"c": 2.0},
+        {"grow": -1.0},
+        {"grow": 0.5},
+        {"beta": 1.0},
+        {"bounds": (10.0, 1.0)},
+        {"max_backtracks": 0},
+    ):
+        with pytest.raises(ValueError, match="outer line search|bounds"):
+            sso.TargetSurrogate(model, "logistic", eta="armijo", outer=outer)  # at construction, not at the first step
+    with pytest.raises(ValueError, match="positive finite"):
+        sso.linear_projection_step(torch.ones(3, 2), torch.zeros(2, 1), torch.ones(3, 1), math.inf)

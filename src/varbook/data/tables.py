@@ -47,6 +47,10 @@ class Table:
             raise ValueError(
                 f"a table needs x of shape (n, d) and y of shape (n,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
             )
+        if not self.x.is_floating_point() or self.y.is_floating_point() or self.y.dtype == torch.bool:
+            raise TypeError(
+                f"a table needs floating-point x and integer class labels y, got {self.x.dtype} and {self.y.dtype}"
+            )
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -108,8 +112,8 @@ def digits_table(scale: float = 1 / 16, dtype: torch.dtype = torch.float64) -> T
     >>> tuple(t.x.shape), t.n_classes, float(t.x.max())
     ((1797, 64), 10, 1.0)
     """
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
     data = _sklearn_datasets().load_digits()
     return _table(data.data * scale, data.target, "digits", dtype)
 
@@ -134,8 +138,8 @@ def ill_conditioned_classification(
     """
     if n < 2 * n_classes or d < 2 or n_classes < 2:
         raise ValueError(f"need n >= 2 * n_classes, d >= 2 and n_classes >= 2, got n={n}, d={d}, n_classes={n_classes}")
-    if decades < 0:
-        raise ValueError(f"decades must be non-negative, got {decades}")
+    if not (0 <= decades < np.inf):
+        raise ValueError(f"decades must be a non-negative finite number, got {decades}")
     x, y = _sklearn_datasets().make_classification(
         n_samples=n,
         n_features=d,

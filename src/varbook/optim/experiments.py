@@ -101,16 +101,16 @@ def compare(
     """
     if not etas or not ms:
         raise ValueError(f"need at least one target step and one m; got etas={list(etas)}, ms={list(ms)}")
-    runs, best_lr = {}, {}
+    runs, best_lr, k = {}, {}, table.n_classes  # softmax regression with one logit per class
     for name, optimizer in PEERS.items() if peers else [("SGD", torch.optim.SGD)]:
-        best_lr[name], runs[name], _ = tuned(table, optimizer, grid, oracle_calls, batch_size, seed)
+        best_lr[name], runs[name], _ = tuned(table, optimizer, grid, oracle_calls, batch_size, seed, k=k)
     grow = 2.0 ** (batch_size / len(table))
     sls = lambda model, counts: sso.sls_step(model, "softmax_ce", counts, init_step=1.0, grow=grow)
-    runs["SLS"] = run(table, sls, oracle_calls, batch_size, seed)
+    runs["SLS"] = run(table, sls, oracle_calls, batch_size, seed, k=k)
     jobs = [(eta, m) for eta in etas for m in ms]
     for eta, m in runtime.progress(jobs, desc=desc, disable=desc is None):
         name = f"SSO m={m}" if eta == "armijo" else f"SSO m={m}, η={eta:g}"
-        runs[name] = run(table, surrogate_maker(m, eta=eta), oracle_calls, batch_size, seed)
+        runs[name] = run(table, surrogate_maker(m, eta=eta), oracle_calls, batch_size, seed, k=k)
     return runs, best_lr
 
 
@@ -122,6 +122,30 @@ def largest_rise(losses: Sequence[float]) -> float:
     return float((values.diff() / values[:-1]).max())
 
 
+def mm_run(table: Table, loss: str, eta: float, steps: int, seed: int, m: int = 20) -> dict[str, list[float]]:
+    r"""Full-batch majorisation-minimisation (Armijo inner loop, ``m`` steps) for ``steps`` outer steps.
+
+    Returns the mean ``loss`` before the first step and after each, and ``sandwich``, the left half
+    of the MM inequality after each step, :math:`g_t(\theta_{t+1})-\ell(f(\theta_{t+1}))` (summed
+    over the table): non-negative whenever the surrogate bounds the loss at the point the inner
+    loop reached. One logit for ``"logistic"``, ``table.n_classes`` for ``"softmax_ce"``.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    k = 1 if loss == "logistic" else table.n_classes
+    model = linear_model(table.n_features, k, seed, table.x.device)
+    opt = sso.TargetSurrogate(model, loss, eta=eta, m=m)
+    ell = sso.target_loss(loss)
+    out: dict[str, list[float]] = {"loss": [sso.mean_loss(model, table.x, table.y, loss)], "sandwich": []}
+    for _ in range(steps):
+        opt.step(table.x, table.y)
+        with torch.no_grad():
+            new = float(ell.value(model(table.x), table.y))  # bookkeeping: not counted
+        out["sandwich"].append(opt.last["surrogate_end"] - new)
+        out["loss"].append(new / len(table))
+    return out
+
+
 def inner_solvers(
     table: Table, m: int, outer_steps: int, batch_size: int, seed: int, solvers: Sequence[str] = ("armijo", "lbfgs")
 ) -> dict[str, dict[str, float]]:
@@ -131,7 +155,7 @@ def inner_solvers(
     """
     out = {}
     for name in solvers:
-        model, counts = linear_model(table.n_features, 10, seed, table.x.device), sso.Counts()
+        model, counts = linear_model(table.n_features, table.n_classes, seed, table.x.device), sso.Counts()
         opt = sso.TargetSurrogate(model, "softmax_ce", eta="armijo", inner=name, m=m, counts=counts)
         generator, drop, seconds = torch.Generator().manual_seed(seed), 0.0, 0.0
         for _ in range(outer_steps):
@@ -152,14 +176,17 @@ def dagger_runs(
     rounds: int,
     seed: int,
     device=None,
+    control_eta: float | None = None,
     **dagger_kw,
 ) -> tuple[dict[str, History], float, float]:
     r"""DAgger with OGD (tuned on ``grid`` for the final return), SSO with each ``m`` (the table's
     :math:`\eta=1`, Armijo inner loop) and SSO-SLS with the largest ``m``.
 
     Each run starts from the zero linear policy. Returns the histories by name, the final return
-    of the control (SSO with the largest ``m`` and the oracle's sign flipped) and the expert's
-    return on the same evaluation roll-outs.
+    of the control and the expert's return on the same evaluation roll-outs. The control is SSO
+    with the largest ``m`` and the oracle's sign flipped, or, with ``control_eta``, SSO with that
+    constant target step instead of the squared loss's :math:`\eta=1` (the logistic's 4 or an
+    in-between 2.5: the projection then overshoots, :math:`z-a^\star` times :math:`1-\eta`).
     """
 
     if not ms:
@@ -186,7 +213,11 @@ def dagger_runs(
     for m in ms:
         runs[f"SSO m={m}"] = one(surrogate_maker(m, "squared"))
     runs[f"SSO-SLS m={ms[-1]}"] = one(surrogate_maker(ms[-1], "squared", eta="armijo"))
-    control = one(surrogate_maker(ms[-1], "squared", oracle_sign=-1.0)).last("return")
+    wrong = {"oracle_sign": -1.0} if control_eta is None else {"eta": control_eta}
+    try:
+        control = one(surrogate_maker(ms[-1], "squared", **wrong)).last("return")
+    except FloatingPointError:  # the control diverged: its return is minus infinity
+        control = -math.inf
     n_envs, horizon = dagger_kw.get("n_envs", 256), dagger_kw.get("horizon", 50)
     evaluation = torch.Generator().manual_seed(dagger_kw.get("eval_seed", 12345))
     _, expert = env.rollout(env.expert(device), n_envs, horizon, evaluation, device)
@@ -201,6 +232,7 @@ __all__ = [
     "inner_solvers",
     "largest_rise",
     "linear_model",
+    "mm_run",
     "mlp_model",
     "optimiser_maker",
     "run",

@@ -76,8 +76,10 @@ class Armijo(torch.optim.Optimizer):
             raise ValueError(f"the backtracking factor beta must be in (0, 1), got {beta}")
         if max_backtracks < 0:
             raise ValueError(f"max_backtracks must be non-negative, got {max_backtracks}")
-        if not grow >= 1:
-            raise ValueError(f"grow must be at least 1, got {grow}")
+        if not 1 <= grow < math.inf:
+            raise ValueError(f"grow must be a finite number of at least 1, got {grow}")
+        if not max_step > 0:
+            raise ValueError(f"max_step must be positive (math.inf: no cap), got {max_step}")
         super().__init__(params, {})
         self.init_step, self.c, self.beta = float(init_step), float(c), float(beta)
         self.max_backtracks, self.grow, self.max_step = int(max_backtracks), float(grow), float(max_step)

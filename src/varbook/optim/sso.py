@@ -37,6 +37,9 @@ from .schedules import schedule as make_schedule
 
 
 def _logistic(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if not bool(((y == 0) | (y == 1)).all()):
+        # libsvm's -1/+1 labels are a common slip: with y = -1 the gradient sigma(z) + 1 never vanishes
+        raise ValueError("the logistic loss needs labels in {0, 1} (map -1/+1 labels with (y + 1) / 2)")
     y = y.reshape(z.shape).to(z.dtype)
     return (nn.functional.softplus(z) - y * z).sum()
 
@@ -155,6 +158,13 @@ class Oracle:
         return value, self.sign * grad
 
 
+def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = bounds
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"the target step's bounds must satisfy 0 < low < high < inf, got {bounds!r}")
+    return float(lo), float(hi)
+
+
 def target_armijo(
     loss: TargetLoss,
     z_t: torch.Tensor,
@@ -173,11 +183,16 @@ def target_armijo(
     .. math:: \ell(z_t-\eta\nabla\ell(z_t))\le\ell(z_t)-c\,\eta\,\lVert\nabla\ell(z_t)\rVert^2 ,
 
     Armijo's condition in target space (each trial is one loss evaluation, no gradient), clipped
-    to ``bounds``. With explicit sums the condition reads the same as with the paper code's means.
+    to ``bounds``. With explicit sums the inequality reads the same as with the paper code's means
+    (both sides scale by :math:`1/N`). The clip bounds and the start, however, apply here to our
+    summed-scale :math:`\eta`; the official code clips its own step, which is larger by the batch
+    size, to :math:`[10^{-4},10^4]`, so its cap corresponds to a smaller :math:`\eta` here.
     """
-    if not 0 < c < 1 or not 0 < beta < 1 or not start > 0:
-        raise ValueError(f"need 0 < c < 1, 0 < beta < 1 and start > 0; got {c}, {beta}, {start}")
-    lo, hi = bounds
+    if not 0 < c < 1 or not 0 < beta < 1 or not (start > 0 and math.isfinite(start)):
+        raise ValueError(f"need 0 < c < 1, 0 < beta < 1 and a finite start > 0; got {c}, {beta}, {start}")
+    lo, hi = _check_bounds(bounds)
+    if not (isinstance(max_backtracks, int) and max_backtracks >= 1):
+        raise ValueError(f"max_backtracks must be a positive integer, got {max_backtracks!r}")
     eta, gnorm2, f0 = min(max(start, lo), hi), float((grad_t * grad_t).sum()), float(loss_t)
     with torch.no_grad():
         for _ in range(max_backtracks):
@@ -266,6 +281,16 @@ class TargetSurrogate:
             unknown = set(self.outer) - {"c", "beta", "grow", "bounds", "max_backtracks"}
             if unknown:
                 raise ValueError(f"unknown options of the outer line search: {sorted(unknown)}")
+            o = self.outer
+            if not (0 < o["c"] < 1 and 0 < o["beta"] < 1 and 1 <= o["grow"] < math.inf):
+                raise ValueError(
+                    f"the outer line search needs 0 < c < 1, 0 < beta < 1 and 1 <= grow < inf; got {o['c']}, "
+                    f"{o['beta']}, {o['grow']}"
+                )
+            _check_bounds(o["bounds"])
+            mb = o.get("max_backtracks", 100)
+            if not (isinstance(mb, int) and mb >= 1):
+                raise ValueError(f"max_backtracks of the outer line search must be a positive integer, got {mb!r}")
             eta = None
         elif isinstance(eta, str):
             raise ValueError(f"eta must be a positive number, None or 'armijo', got {eta!r}")
@@ -357,8 +382,8 @@ def linear_projection_step(x: torch.Tensor, theta: torch.Tensor, grad_t: torch.T
         raise ValueError(
             f"need x (n, d), theta (d, k), grad (n, k); got {tuple(x.shape)}, {tuple(theta.shape)}, {tuple(grad_t.shape)}"
         )
-    if not eta > 0:
-        raise ValueError(f"eta must be positive, got {eta}")
+    if not (eta > 0 and math.isfinite(eta)):
+        raise ValueError(f"eta must be a positive finite number, got {eta}")
     return theta - eta * torch.linalg.pinv(x.T @ x) @ (x.T @ grad_t)
 
 
