@@ -62,7 +62,7 @@ def inverse_gamma_kl(
     ts = [torch.as_tensor(v) for v in (a1, b1, a2, b2)]
     ts = [t.to(torch.result_type(t, 1.0)) for t in ts]
     p, s, p2, s2 = torch.broadcast_tensors(*ts)
-    if bool((torch.stack([p, s, p2, s2]) <= 0).any()):
-        raise ValueError("the shapes and scales of inverse-gamma laws must be positive")
+    if not bool((torch.stack([p, s, p2, s2]) > 0).all()):
+        raise ValueError("the shapes and scales of inverse-gamma laws must be positive (and not NaN)")
     kl = (p - p2) * torch.digamma(p) - torch.lgamma(p) + torch.lgamma(p2)
     return kl + p2 * (s.log() - s2.log()) + p * (s2 - s) / s
