@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from varbook.gp.kernels import arccos_step, nngp_relu, relu_network_outputs
+from varbook.gp.kernels import arccos_step, nngp_relu, nngp_relu_diag, relu_network_outputs
 
 F64 = dict(dtype=torch.float64)
 
@@ -98,3 +98,9 @@ def test_bad_input():
         relu_network_outputs(x, 0, 8)
     with pytest.raises(ValueError, match="scale_sq"):
         relu_network_outputs(x, 4, 8, scale_sq=torch.ones(3, **F64))
+
+
+def test_nngp_relu_diag_is_the_diagonal_of_the_kernel():
+    x = torch.randn(7, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kw = dict(depth=3, w_std=torch.tensor([1.0, 1.4]), b_std=torch.tensor([0.3, 1.0]), last_w_std=2.0)
+    torch.testing.assert_close(nngp_relu_diag(x, **kw), nngp_relu(x, **kw).diagonal(dim1=-2, dim2=-1))

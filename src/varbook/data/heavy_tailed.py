@@ -1,9 +1,12 @@
 r"""Regression data with heavy-tailed noise or a covariate shift, as in :cite:`lee2022scale`.
 
-* :func:`synthetic_regression`: the official code's ``syn-normal`` and ``syn-t`` sets. A latent
-  function drawn from a GP with the RBF kernel :math:`\exp(-\tfrac12(x-x')^2)` on 300 points
-  ``linspace(-150, 150)``, plus :math:`0.2\,\mathcal N(0,1)` noise (``"normal"``) or
-  :math:`0.8\times` standard Cauchy noise (``"t"``, a Student-t with one degree of freedom);
+* :func:`synthetic_regression`: sets after the official code's ``syn-normal`` and ``syn-t``. A
+  latent function drawn from a GP with the RBF kernel :math:`\exp(-\tfrac12(x-x')^2)` on 300
+  points ``linspace(-150, 150)``, plus :math:`0.2\,\mathcal N(0,1)` noise (``"normal"``) or
+  :math:`0.8\times` standard Cauchy noise (``"t"``, a Student-t with one degree of freedom).
+  Officially ``syn-normal`` has 100 points on ``linspace(-50, 50)`` and each set is one fixed
+  draw whose split varies; here every seed draws a new latent function. At this spacing the
+  latent function is white noise to any kernel;
 * :func:`diabetes_regression`: scikit-learn's diabetes table (442 patients, 10 features), with an
   i.i.d. split or a covariate-shift split on the body-mass index.
 

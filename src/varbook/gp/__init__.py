@@ -1,1 +1,1 @@
-"""Gaussian processes :cite:`lee2022scale`: NNGP kernels (:mod:`.kernels`) and exact GP and Student-t process regression (:mod:`.exact`)."""
+"""Gaussian processes :cite:`lee2022scale`: NNGP kernels (:mod:`.kernels`), exact GP and Student-t process regression (:mod:`.exact`), sparse variational GP/TP classification (:mod:`.svgp`) and GPyTorch as a peer (:mod:`.peers`)."""

@@ -98,6 +98,31 @@ def nngp_relu(
     return last2 * arccos_step(k12, k11, k22)
 
 
+def nngp_relu_diag(
+    x: torch.Tensor,
+    depth: int = 4,
+    w_std: Scalar = 1.0,
+    b_std: Scalar = 1e-8,
+    last_w_std: Scalar = 1.0,
+) -> torch.Tensor:
+    r"""The diagonal :math:`K(x_i,x_i)` of :func:`nngp_relu`, ``(..., n)``, without the ``n x n`` matrix.
+
+    On the diagonal the recursion is :math:`K^{l+1}=\sigma_w^2K^l/2+\sigma_b^2` and the readout
+    gives :math:`\sigma_{\rm last}^2K^{L-1}/2`:
+
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> nngp_relu_diag(x, depth=1, b_std=0.0)
+    tensor([0.2500, 1.0000], dtype=torch.float64)
+    """
+    _check_kernel_args(x, x, depth)
+    opts: dict[str, Any] = dict(dtype=x.dtype, device=x.device)
+    w2, b2, last2 = (torch.as_tensor(v, **opts)[..., None] ** 2 for v in (w_std, b_std, last_w_std))
+    k = w2 * (x * x).sum(1) / x.shape[1] + b2
+    for _ in range(depth - 1):
+        k = w2 * k / 2 + b2
+    return last2 * k / 2
+
+
 def relu_network_outputs(
     x: torch.Tensor,
     n_networks: int,
@@ -152,4 +177,4 @@ def relu_network_outputs(
     return out if scale_sq is None else out * scale_sq.sqrt()[:, None]
 
 
-__all__ = ["arccos_step", "nngp_relu", "relu_network_outputs"]
+__all__ = ["arccos_step", "nngp_relu", "nngp_relu_diag", "relu_network_outputs"]
