@@ -1,7 +1,8 @@
 """``python -m varbook.book new PART SLUG``: a chapter from the template, in a copy of the project.
 
 The scaffolded chapter must pass every gate a chapter passes: paired notebook, ruff at 88
-columns, the style gate, its own test module, and it must run as a plain script and write
+columns, the style gate, the wiring checks of every chapter
+(tests/chapters/test_chapter_wiring.py), and it must run as a plain script and write
 a record in which every claim holds.
 """
 
@@ -72,23 +73,26 @@ def test_files_toc_and_pairing(skeleton, made):
 def test_lint_format_and_style(skeleton, made):
     ruff = str(BIN / "ruff")
     for args in (["check"], ["format", "--check"]):
-        for path, config in ((made.notebook, "book/ruff.toml"), (made.test, "pyproject.toml")):
-            out = subprocess.run([ruff, *args, "--config", config, str(path)], cwd=skeleton, capture_output=True)
-            assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+        out = subprocess.run(
+            [ruff, *args, "--config", "book/ruff.toml", str(made.notebook)], cwd=skeleton, capture_output=True
+        )
+        assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     shape = measure(skeleton / made.chapter)
     assert shape.code_share <= MAX_CODE_SHARE and shape.largest_visible_cell <= MAX_VISIBLE_CELL, shape
 
 
-def test_its_test_module_passes(skeleton, made):
-    spec = importlib.util.spec_from_file_location("scaffolded_test", skeleton / made.test)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.ROOT == skeleton and module.SOURCE == skeleton / made.chapter
-    module.test_claims_checked_are_in_the_claims_file_and_back()
-    module.test_asserted_claims_carry_a_negative_control()
-    module.test_the_chapter_shows_library_code()
-    for path, pyobject in module.LISTINGS:
-        module.test_shown_library_code_exists(path, pyobject)
+def test_it_passes_the_wiring_checks(skeleton, made):
+    path = ROOT / "tests" / "chapters" / "test_chapter_wiring.py"
+    spec = importlib.util.spec_from_file_location("chapter_wiring", path)
+    wiring = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wiring)
+    source = skeleton / made.chapter
+    wiring.check_claims_wiring(source)
+    wiring.check_controls(source)
+    assert wiring.listings(source)
+    for path, pyobject in wiring.listings(source):
+        wiring.check_listing(source, path, pyobject, root=skeleton)
+    assert not (skeleton / "tests").exists(), "a chapter needs no test module of its own"
 
 
 def test_runs_as_a_script_and_its_claims_hold(skeleton, made, tmp_path):

@@ -6,10 +6,9 @@ with the slug filled in:
 
 * ``book/<part>/<slug>.md``, the chapter, and its paired notebook ``<slug>.ipynb``
   (written by jupytext, without outputs);
-* ``book/<part>/<slug>.claims.yml``, its claims;
-* ``tests/chapters/test_<slug>.py``, from ``book/_template/test_chapter.py``: the claims the
-  chapter checks are in its claims file, asserted claims carry a negative control, the
-  library code it shows exists;
+* ``book/<part>/<slug>.claims.yml``, its claims (``tests/chapters/test_chapter_wiring.py``
+  checks every chapter of the table of contents: the claims it checks are in its claims file,
+  asserted claims carry a negative control, the library code it shows exists);
 * its entry in ``_toc.yml``, last in its part; a new part gets ``book/<part>/index.md`` and
   a part entry before the back matter.
 
@@ -48,11 +47,10 @@ class Scaffold:
     chapter: Path
     notebook: Path
     claims: Path
-    test: Path
     index: Path | None  # the part's new index page, or None when the part existed
 
     def files(self) -> list[Path]:
-        return [p for p in (self.chapter, self.notebook, self.claims, self.test, self.index) if p is not None]
+        return [p for p in (self.chapter, self.notebook, self.claims, self.index) if p is not None]
 
 
 def label(slug: str) -> str:
@@ -73,7 +71,6 @@ def check_names(part: str, slug: str, root: Path) -> None:
     taken = sorted(
         {str(p.relative_to(root)) for p in (root / "book").glob(f"*/{slug}.*")}
         | {str(c.source) for c in chapters(root) if c.slug == slug}
-        | {str(p.relative_to(root)) for p in [root / "tests" / "chapters" / f"test_{slug}.py"] if p.exists()}
     )
     if taken:
         raise ScaffoldError(f"the chapter {slug!r} exists already: {', '.join(taken)}")
@@ -141,21 +138,18 @@ def new_chapter(part: str, slug: str, root: Path | None = None) -> Scaffold:
     root = root or project_root()
     check_names(part, slug, root)
     template = root / TEMPLATE
-    sources = [template / f"{TEMPLATE_SLUG}.md", template / f"{TEMPLATE_SLUG}.claims.yml", template / "test_chapter.py"]
+    sources = [template / f"{TEMPLATE_SLUG}.md", template / f"{TEMPLATE_SLUG}.claims.yml"]
     missing = [str(p.relative_to(root)) for p in sources if not p.exists()]
     if missing:
         raise ScaffoldError(f"the chapter template is incomplete: missing {', '.join(missing)}")
     folder = root / "book" / part
     chapter, claims = folder / f"{slug}.md", folder / f"{slug}.claims.yml"
-    test = root / "tests" / "chapters" / f"test_{slug}.py"
     caption = part.replace("_", " ").capitalize()
     index = folder / "index.md"
     new_index = not index.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    test.parent.mkdir(parents=True, exist_ok=True)
     chapter.write_text(fill(sources[0].read_text(encoding="utf-8"), part, slug), encoding="utf-8")
     claims.write_text(fill(sources[1].read_text(encoding="utf-8"), part, slug), encoding="utf-8")
-    test.write_text(fill(sources[2].read_text(encoding="utf-8"), part, slug), encoding="utf-8")
     if new_index:
         index.write_text(
             f"# {caption}\n\nWhat the chapters of this part have in common.\n\n<!-- varbook:part -->\n\n"
@@ -168,6 +162,5 @@ def new_chapter(part: str, slug: str, root: Path | None = None) -> Scaffold:
         chapter.relative_to(root),
         chapter.with_suffix(".ipynb").relative_to(root),
         claims.relative_to(root),
-        test.relative_to(root),
         index.relative_to(root) if new_index else None,
     )
