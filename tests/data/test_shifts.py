@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from varbook.data import Split
-from varbook.data.shifts import corrupt, hold_out_classes
+from varbook.data.shifts import CORRUPTIONS, corrupt, hold_out_classes, shift_tests
 
 
 def split() -> Split:
@@ -51,3 +51,17 @@ def test_corruptions():
         corrupt(x, "blur", (2, 3))
     with pytest.raises(ValueError, match="must be"):
         corrupt(x, "noise", (3, 3))
+
+
+def test_shift_tests_are_the_corruptions_of_the_kept_test_images():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 4
+    s = Split(torch.rand(40, 6, generator=g), y, torch.rand(40, 6, generator=g), y.clone(), (2, 3), 4)
+    kept, ood, tests = shift_tests(s, (2,), 0.5, torch.Generator().manual_seed(1))
+    assert kept.n_classes == 3 and len(ood) == 10 and list(tests) == ["clean", *CORRUPTIONS]
+    torch.testing.assert_close(tests["clean"], kept.x_test.double())
+    # the same draws, in the same order, as corrupting the clean images one kind after another
+    g2 = torch.Generator().manual_seed(1)
+    for kind in CORRUPTIONS:
+        assert tests[kind].dtype == torch.float64
+        torch.testing.assert_close(tests[kind], corrupt(tests["clean"], kind, (2, 3), 0.5, g2))

@@ -104,3 +104,12 @@ def test_nngp_relu_diag_is_the_diagonal_of_the_kernel():
     x = torch.randn(7, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     kw = dict(depth=3, w_std=torch.tensor([1.0, 1.4]), b_std=torch.tensor([0.3, 1.0]), last_w_std=2.0)
     torch.testing.assert_close(nngp_relu_diag(x, **kw), nngp_relu(x, **kw).diagonal(dim1=-2, dim2=-1))
+
+
+def test_finite_networks_work_on_duplicate_inputs_in_float32():
+    # duplicate inputs make every conditional Gram matrix singular; the jitter must stay above the
+    # dtype's resolution (a fixed 1e-10 relative jitter and a 1e-300 floor vanish in float32)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(3)).repeat(5, 1)  # 20 rows, float32
+    out = relu_network_outputs(x, 50, 64, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out[:, :4], out[:, 4:8], rtol=0.05, atol=0.05)

@@ -37,6 +37,19 @@ def test_bad_input():
         peers.gpytorch_exact_gp(x, torch.zeros(4, **F64), x, 0.1, 1.0)
     with pytest.raises(ValueError, match="positive"):
         peers.gpytorch_exact_gp(x, torch.zeros(5, **F64), x, 0.0, 1.0)
+    # float32 runs silently in GPyTorch but differs from float64 by up to 0.2 on near-duplicates
+    x32 = x.float()
+    with pytest.raises(TypeError, match="float64"):
+        peers.gpytorch_exact_gp(x32, torch.zeros(5), x32, 0.1, 1.0)
+    h = exact.Hyper("gp", 1.0, 0.3, 0.1)
+    with pytest.raises(TypeError, match="float64"):
+        peers.compare_with_gpytorch(h, x32, torch.zeros(5), x32)
+
+
+def test_nngp_kernel_class_diagonal_equals_the_matrix_diagonal():
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(2), **F64)
+    kernel = peers.nngp_kernel_class()(depth=3, w_std=1.4, b_std=0.3, scale_sq=2.0)
+    torch.testing.assert_close(kernel.forward(x, x, diag=True), kernel.forward(x, x).diagonal())
 
 
 def test_compare_with_gpytorch_sees_the_doubled_jitter():

@@ -5,6 +5,8 @@ r"""Distribution shifts of image classification sets, as in the classification t
 * :func:`corrupt`: the brief's three corruptions of flattened images in [0, 1]: additive
   Gaussian noise (clipped to [0, 1]), pixel dropout (each pixel set to 0 with probability
   ``strength``) and a rotation by 90 degrees.
+* :func:`shift_tests`: both at once, the test sets of the shift benchmarks (clean and the three
+  corruptions), shared by the sparse GP classifiers and the ensembles of the scale-mixture chapter.
 """
 
 from __future__ import annotations
@@ -72,4 +74,28 @@ def corrupt(
     return torch.rot90(x.reshape(-1, *shape), 1, (1, 2)).reshape(len(x), -1)
 
 
-__all__ = ["CORRUPTIONS", "corrupt", "hold_out_classes"]
+def shift_tests(
+    split: Split,
+    held_out: tuple[int, ...] = (1, 4, 8),
+    strength: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> tuple[Split, torch.Tensor, dict[str, torch.Tensor]]:
+    """The split without ``held_out`` classes, the held-out test images, and the test sets under shift :cite:`lee2022scale`.
+
+    The test sets, in float64, are ``"clean"`` (the kept classes' test images) and one per
+    corruption of :data:`CORRUPTIONS` (:func:`corrupt` with ``strength``, drawn from ``generator``
+    in that order); all share the labels ``kept.y_test``.
+
+    >>> s = Split(torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(3, 4), torch.tensor([0, 1, 2]), (2, 2), 3)
+    >>> kept, ood, tests = shift_tests(s, (1,), generator=torch.Generator().manual_seed(0))
+    >>> sorted(tests), tuple(tests["rotate"].shape), tuple(ood.shape)
+    (['clean', 'dropout', 'noise', 'rotate'], (2, 4), (1, 4))
+    """
+    kept, ood = hold_out_classes(split, held_out)
+    tests = {"clean": kept.x_test.double()}
+    for kind in CORRUPTIONS:
+        tests[kind] = corrupt(tests["clean"], kind, kept.shape, strength, generator)
+    return kept, ood, tests
+
+
+__all__ = ["CORRUPTIONS", "corrupt", "hold_out_classes", "shift_tests"]

@@ -147,7 +147,8 @@ def relu_network_outputs(
     inputs, which is the law of :math:`AW^\top/\sqrt{n_{\rm in}}+b` without drawing the
     ``width x width`` matrix :math:`W`. The distribution is that of the finite network, so the
     covariance of the outputs differs from :func:`nngp_relu` by the finite-width correction only.
-    Networks are drawn ``chunk`` at a time to bound the memory.
+    The conditional covariances get a relative jitter of :math:`\max(10^{-10},100\,n\,\epsilon_{\rm mach})`
+    times their mean diagonal (so duplicate inputs work in float32 as well). Networks are drawn ``chunk`` at a time to bound the memory.
     """
     if x.ndim != 2:
         raise ValueError(f"x must be (n, d), got {tuple(x.shape)}")
@@ -160,6 +161,10 @@ def relu_network_outputs(
     draw: dict[str, Any] = dict(generator=generator, device=x.device, dtype=x.dtype)
     n, d = x.shape
     eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    # relative jitter above the dtype's resolution (1e-10 in float64; 100 n eps in float32), so that
+    # duplicate inputs, whose Gram matrix is singular, still factorise in either precision
+    finfo = torch.finfo(x.dtype)
+    jitter_scale, tiny = max(1e-10, 100 * n * finfo.eps), finfo.tiny
     chunks = []
     for start in range(0, n_networks, chunk):
         m = min(chunk, n_networks - start)
@@ -169,7 +174,7 @@ def relu_network_outputs(
             a = torch.relu(h)
             w, b, units = (last_w_std, 0.0, 1) if layer == depth - 1 else (w_std, b_std, width)
             gram = w**2 * a @ a.transpose(1, 2) / width + b**2
-            jitter = 1e-10 * gram.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] + 1e-300
+            jitter = jitter_scale * gram.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] + tiny
             chol = torch.linalg.cholesky(gram + jitter * eye)
             h = chol @ randn(m, n, units, **draw)
         chunks.append(h[..., 0])

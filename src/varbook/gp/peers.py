@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .exact import Hyper, gp_log_marginal, log_marginal, predict, solve_terms
-from .kernels import nngp_relu
+from .kernels import nngp_relu, nngp_relu_diag
 
 
 def nngp_kernel_class() -> type:
@@ -31,10 +31,19 @@ def nngp_kernel_class() -> type:
         def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
             kw: dict[str, Any] = dict(depth=self.depth, w_std=self.w_std, b_std=self.b_std)
             if diag:
-                return self.scale_sq * torch.stack([nngp_relu(x[None], **kw)[0, 0] for x in x1])
+                return self.scale_sq * nngp_relu_diag(x1, **kw)
             return self.scale_sq * nngp_relu(x1, x2, **kw)
 
     return NNGPKernel
+
+
+def _require_float64(**tensors: torch.Tensor) -> None:
+    for name, t in tensors.items():
+        if t.dtype != torch.float64:
+            raise TypeError(
+                f"{name} must be float64 (the NNGP kernel is nearly singular, and the peer comparison "
+                f"checks agreement to 1e-6), got {t.dtype}"
+            )
 
 
 def gpytorch_exact_gp(
@@ -55,6 +64,7 @@ def gpytorch_exact_gp(
     """
     import gpytorch
 
+    _require_float64(x_train=x_train, y_train=y_train, x_test=x_test)
     if x_train.ndim != 2 or y_train.shape != x_train.shape[:1] or x_test.ndim != 2:
         raise ValueError(
             f"need x_train (n, d), y_train (n,), x_test (m, d); got {tuple(x_train.shape)}, "
@@ -95,8 +105,11 @@ def compare_with_gpytorch(
     The gap is the larger of :math:`|\Delta\log p(y)|/n` and the largest difference of the
     predictive means. ``control_gap`` is the same gap for our GP with the jitter counted twice
     (in the kernel and again as noise), a mistake the comparison must see. ``seconds`` times one
-    marginal likelihood and one predictive mean for each library, kernels included.
+    marginal likelihood and one predictive mean for each library, kernels included. Inputs must
+    be float64 (``TypeError`` otherwise): in float32 the two libraries differ by up to 0.2 on
+    near-duplicate inputs.
     """
+    _require_float64(x_train=x_train, y_train=y_train, x_test=x_test)
     if h.kind != "gp":
         raise ValueError(f"GPyTorch's exact GP is compared with a GP fit, got kind {h.kind!r}")
     n = len(y_train)
