@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from varbook import memory, runtime
 from varbook.bayes import meta as M
 from varbook.bayes.conjugate import niw_local_posterior
 from varbook.data.fewshot import sineline
@@ -34,6 +35,23 @@ def test_functional_net_is_the_module_with_each_tasks_parameters():
     assert torch.allclose(both[0], net.module(x[0])) and not torch.allclose(both[1], net.module(x[1]))
     with pytest.raises(ValueError, match="shape"):
         net(theta[:-1], x)
+
+
+def test_linear_fast_path_equals_vmap_to_second_order():
+    net = tiny(hidden=(6, 5))
+    slow = M.FunctionalNet(net.module)
+    slow._linear_stack = False  # force vmap over functional_call
+    assert net._linear_stack and not M.FunctionalNet(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))._linear_stack
+    theta = torch.randn(4, net.n_params, **D, requires_grad=True)
+    x = torch.randn(4, 7, 1, **D)
+    grads = []
+    for f in (net, slow):
+        (g,) = torch.autograd.grad(f(theta, x).pow(2).sum(), theta, create_graph=True)
+        (h,) = torch.autograd.grad(g.pow(2).sum(), theta)
+        grads.append((f(theta, x), g, h))
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(net(theta[0].detach(), x), slow(theta[0].detach(), x))
 
 
 def test_likelihoods_match_torch_distributions():
@@ -107,6 +125,28 @@ def test_niw_meta_gradient_flows_through_the_closed_form_only():
     assert set(parts) == {"f", "g", "hyper"}
 
 
+def test_monte_carlo_meta_gradient_in_m0_is_the_chain_rule_through_m_star():
+    # The chapter trains with the Monte Carlo f_i (surrogate=False). With θ = m* + γ*^(-1/2) ε and
+    # ∂m*/∂m0 = n0γ0/γ* (γ* does not depend on m0), ∇_m0 f = mean_i (n0γ0/γ*_i) ⊙ ∇_θ nll_i(θ_i).
+    net, t = tiny(hidden=(4,)), tasks(3)
+    niw = M.NIWMeta(net, M.gaussian_nll(0.5), sgld_steps=3, step_size=1e-3, gamma0=2.0).double()
+    loss, _ = niw.meta_loss(t.x_all, t.y_all, generator=torch.Generator().manual_seed(5))
+    (dm0,) = torch.autograd.grad(loss, niw.m0)
+    g = torch.Generator().manual_seed(5)  # the same draws, in the same order
+    m_bar, a_bar = niw.local_fit(t.x_all, t.y_all, generator=g)
+    prior = (niw.n0 * niw.gamma0).detach()
+    m0 = niw.m0.detach().clone().requires_grad_(True)
+    m_star, g_star = niw_local_posterior(m_bar, a_bar, m0, niw.gamma0.detach(), niw.n0.detach())
+    theta = (m_star + g_star.rsqrt() * runtime.randn_like(m_star, g)).detach().requires_grad_(True)
+    (d_theta,) = torch.autograd.grad(niw.nll(net(theta, t.x_all), t.y_all).mean(), theta)
+    from varbook.bayes.conjugate import expected_kl
+
+    (d_g,) = torch.autograd.grad(expected_kl(m_star, g_star, m0, niw.gamma0.detach(), niw.n0.detach()).mean(), m0)
+    ref = (prior / g_star.detach() * d_theta).sum(0) + d_g
+    assert torch.allclose(dm0, ref, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(dm0, d_theta.sum(0) + d_g)  # without the factor n0γ0/γ* it differs
+
+
 def test_niw_meta_memory_is_flat_in_the_sgld_steps_and_maml_grows():
     net, t = tiny(hidden=(8,)), tasks(4)
     niw = M.NIWMeta(net, M.gaussian_nll(0.5), sgld_steps=3, step_size=1e-3).double()
@@ -146,6 +186,21 @@ def test_niw_meta_training_lowers_the_loss_and_predicts():
     assert niw.predict(fixed.x_support, fixed.y_support, fixed.x_query, n_samples=0).shape == (1, 8, 3, 1)
 
 
+def test_meta_train_clips_monitors_and_stops_on_divergence():
+    w = torch.zeros(3, requires_grad=True)
+    h = M.meta_train(lambda s: 1e6 * w.sum(), [w], 4, 0.1, max_grad_norm=1.0,
+                     monitor=lambda: {"w": float(w.detach()[0])}, every=2)  # fmt: skip
+    assert h["eval_step"] == [2.0, 4.0] and len(h["w"]) == 2 and torch.allclose(w, torch.full((3,), -0.4))
+    v = torch.ones(1, requires_grad=True)
+    loss = lambda s: (v * (float("nan") if s == 2 else 1.0)).sum()  # noqa: E731
+    with pytest.raises(runtime.NonFiniteLossError):
+        M.meta_train(loss, [v], 5, 0.1)
+    h = M.meta_train(loss, [v], 5, 0.1, stop_on_nonfinite=True)
+    assert h["diverged_at"] == [2.0] and len(h["loss"]) == 2
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        M.meta_train(loss, [v], 5, 0.1, max_grad_norm=0.0)
+
+
 def test_protonet_prototypes_and_logits():
     z = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]]], **D)
     y = torch.tensor([[0, 0, 1, 1]])
@@ -161,12 +216,26 @@ def test_protonet_prototypes_and_logits():
 
 def test_saved_tensor_meter_counts_and_releases():
     a = torch.randn(100, **D, requires_grad=True)
-    with M.SavedTensors() as meter:
+    with memory.SavedTensors() as meter:
         out = (a * a.exp()).sum()
         assert meter.live >= 2 * 100 * 8
         peak = meter.peak
         out.backward()  # backward releases the saved tensors
-    assert meter.live == 0 and meter.peak == peak
+    assert meter.live == 0 and meter.peak == peak and meter.bytes == peak
+
+
+def test_saved_tensor_meter_dedupes_storages_and_excludes_parameters():
+    w = torch.randn(50, **D, requires_grad=True)
+    x = torch.randn(50, **D, requires_grad=True)
+    meters = memory.SavedTensors(), memory.SavedTensors(exclude=[w], dedupe=True)
+    for meter in meters:
+        with meter:
+            out = (x * w).sum() + (x * x).sum()  # x is saved three times, w once
+        del out
+    every, distinct = meters
+    assert every.peak == 4 * 50 * 8 and distinct.peak == 50 * 8  # x's storage once, w excluded
+    assert every.live == distinct.live == 0
+    assert every.bytes == 4 * 50 * 8 and distinct.bytes == 50 * 8  # totals survive the release
 
 
 def test_bad_input_is_refused():
@@ -179,4 +248,20 @@ def test_bad_input_is_refused():
         M.step_cost(lambda: torch.zeros(()), [], reps=0)
     with pytest.raises(ValueError, match="no parameters"):
         M.FunctionalNet(torch.nn.ReLU())
+    nll = M.gaussian_nll(1.0)
+    for bad, match in [
+        (dict(sgld_steps=0), "sgld_steps"),
+        (dict(sgld_steps=3, burn_in=3), "burn_in"),
+        (dict(step_size=0.0), "step_size"),
+        (dict(a_min=2.0, a_max=1.0), "a_min"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            M.NIWMeta(net, nll, **bad)
+    niw, t = M.NIWMeta(net, nll).double(), tasks()
+    with pytest.raises(ValueError, match="n_mc"):
+        niw.meta_loss(t.x_all, t.y_all, n_mc=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        niw.predict(t.x_support, t.y_support, t.x_query, n_samples=-1)
+    with pytest.raises(ValueError, match="learning rate"):
+        M.maml_adapt(net, nll, net.flat(), t.x_support, t.y_support, 2, 0.0)
     assert math.isfinite(float(M.gaussian_nll(1.0)(torch.zeros(1, 1, 1), torch.ones(1, 1, 1))[0]))

@@ -70,6 +70,8 @@ def test_episodes_refuse_impossible_requests():
         episodes(x, y, range(4), 2, 2, 2, 2)
     with pytest.raises(ValueError, match="disagree"):
         episodes(x, y[:-1], range(4), 2, 1, 1, 2)
+    with pytest.raises(ValueError, match="duplicate classes"):
+        episodes(x, y, (1, 1, 2), 2, 1, 1, 2)  # class 1 would appear under two labels
 
 
 def test_class_split_of_digits():

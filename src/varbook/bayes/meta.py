@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from varbook import runtime
+from varbook import memory, runtime
 
 from .conjugate import expected_kl, gamma_kl, niw_local_posterior
 from .sgld import gaussian_fit, sgld
@@ -39,7 +39,10 @@ class FunctionalNet:
 
     ``net(theta, x)`` with ``theta`` of shape ``(T, P)`` (or ``(P,)``, shared by every task) and
     ``x`` of shape ``(T, n, ...)`` returns ``(T, n, ...)``: the module applied to each task's
-    inputs with that task's parameters (``vmap`` over ``functional_call``).
+    inputs with that task's parameters (``vmap`` over ``functional_call``). A module that is an
+    ``nn.Sequential`` of ``nn.Linear`` layers and parameter-free element-wise modules (such as
+    :class:`varbook.nn.MLP`) takes a faster path with the same result: batched matrix products
+    (``torch.baddbmm``) of each task's weights, with no ``vmap``.
     """
 
     def __init__(self, module: nn.Module):
@@ -50,6 +53,12 @@ class FunctionalNet:
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
+        self._linear_stack = isinstance(module, nn.Sequential) and all(
+            isinstance(m, nn.Linear)
+            and m.bias is not None
+            or (not list(m.parameters()) and isinstance(m, (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU)))
+            for m in module.children()
+        )
 
     @property
     def n_params(self) -> int:
@@ -68,9 +77,23 @@ class FunctionalNet:
     def _one(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, self.unflatten(theta), (x,))
 
+    def _linear(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The fast path for a stack of ``Linear`` layers and activations: ``theta`` ``(T, P)``, ``x`` ``(T, n, d)``."""
+        parts = iter(theta.split(self.sizes, -1))
+        for m in self.module.children():
+            if isinstance(m, nn.Linear):
+                w = next(parts).reshape(-1, m.out_features, m.in_features)
+                b = next(parts)
+                x = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
+            else:
+                x = m(x)
+        return x
+
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if theta.shape[-1] != self.n_params or theta.dim() not in (1, 2):
             raise ValueError(f"theta must have shape (P,) or (T, P) with P={self.n_params}, got {tuple(theta.shape)}")
+        if self._linear_stack and x.dim() == 3:
+            return self._linear(theta.expand(x.shape[0], -1), x)
         return vmap(self._one, in_dims=(0 if theta.dim() == 2 else None, 0))(theta, x)
 
 
@@ -122,6 +145,14 @@ class NIWMeta(nn.Module):
         super().__init__()
         if not (gamma0 > 0 and n0 > 1e-3 and n_eff > 0):
             raise ValueError(f"need gamma0 > 0, n0 > 1e-3 and n_eff > 0, got {gamma0}, {n0}, {n_eff}")
+        if isinstance(sgld_steps, bool) or not isinstance(sgld_steps, int) or sgld_steps < 1:
+            raise ValueError(f"sgld_steps must be an integer >= 1, got {sgld_steps!r}")
+        if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < sgld_steps:
+            raise ValueError(f"burn_in must be an integer in [0, sgld_steps={sgld_steps}), got {burn_in!r}")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        if not 0 < a_min <= a_max:
+            raise ValueError(f"need 0 < a_min <= a_max, got {a_min} and {a_max}")
         self.net, self.nll = net, nll
         self.m0 = nn.Parameter(net.flat())
         self.log_gamma0 = nn.Parameter(torch.full_like(self.m0, math.log(gamma0)))
@@ -150,7 +181,9 @@ class NIWMeta(nn.Module):
         r""":math:`(\bar m_i,\bar A_i)` of every task, ``(T, P)`` each, from SGLD on :math:`\log p(D_i\mid\theta)` started at :math:`m_0`.
 
         ``stop_gradient=False`` differentiates through the SGLD chain (a negative control: it
-        rebuilds MAML's graph).
+        rebuilds MAML's graph). ``steps`` overrides ``sgld_steps`` for this call (the cost
+        experiment); the burn-in is then cut to ``steps - 1`` if it is longer, so that one iterate
+        is kept (and :math:`\bar A` falls back to ``a_max``).
         """
         steps = self.sgld_steps if steps is None else steps
         theta0 = self.m0.expand(x.shape[0], -1)
@@ -178,6 +211,7 @@ class NIWMeta(nn.Module):
         generator: torch.Generator | None = None,
         n_mc: int = 1,
         surrogate: bool = False,
+        kl_weight: float = 1.0,
         **fit,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         r"""The NIW-Meta objective on a batch of tasks, :math:`\mathbb E_i[f_i+g_i]+\mathrm{KL}(q(\phi)\|p(\phi))/N_{\rm eff}`.
@@ -185,8 +219,11 @@ class NIWMeta(nn.Module):
         :math:`f_i=\mathbb E_{q_i^*}[-\log p(D_i\mid\theta)]` by ``n_mc`` reparameterised draws
         :math:`\theta=m^*+\gamma^{*-1/2}\epsilon` (or, with ``surrogate=True``, the quadratic
         :math:`\tfrac12\sum_k\bar A_k((m^*_k-\bar m_k)^2+1/\gamma^*_k)`); :math:`g_i` is
-        :func:`~varbook.bayes.conjugate.expected_kl`. ``fit`` goes to :meth:`local_fit`.
+        :func:`~varbook.bayes.conjugate.expected_kl`, weighted by ``kl_weight`` (``0`` drops it: an
+        ablation, not the method). ``fit`` goes to :meth:`local_fit`.
         """
+        if not surrogate and (isinstance(n_mc, bool) or not isinstance(n_mc, int) or n_mc < 1):
+            raise ValueError(f"n_mc must be an integer >= 1, got {n_mc!r}")
         m_bar, a_bar = self.local_fit(x, y, generator=generator, **fit)
         m_star, g_star = niw_local_posterior(m_bar, a_bar, self.m0, self.gamma0, self.n0)
         if surrogate:
@@ -199,7 +236,7 @@ class NIWMeta(nn.Module):
             f = torch.stack(draws).mean(0)
         g = expected_kl(m_star, g_star, self.m0, self.gamma0, self.n0)
         hyper = gamma_kl(self.n0, self.gamma0, *self.hyper).sum() / self.n_eff
-        loss = (f + g).mean() + hyper
+        loss = (f + kl_weight * g).mean() + hyper
         return loss, {"f": float(f.detach().mean()), "g": float(g.detach().mean()), "hyper": float(hyper.detach())}
 
     @torch.no_grad()
@@ -216,6 +253,8 @@ class NIWMeta(nn.Module):
 
         ``n_samples=0`` uses the mean :math:`m^*` alone (one output).
         """
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+            raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
         m_star, g_star = self.local_posterior(x_support, y_support, generator=generator)
         if n_samples == 0:
             return self.net(m_star, x_query)[None]
@@ -245,6 +284,8 @@ def maml_adapt(
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"the inner learning rate must be positive, got {lr}")
     theta_t = theta.expand(x.shape[0], -1)
     for step in range(steps):
         with torch.enable_grad():
@@ -302,70 +343,71 @@ def protonet_logits(
     return -(torch.cdist(z_query, prototypes(z_support, y_support, n_way)) ** 2)
 
 
+class _ClippedAdam(torch.optim.Adam):
+    """Adam whose step first rescales the gradients to a total norm of at most ``max_norm``."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, max_norm: float | None):
+        super().__init__(params, lr=lr)
+        self.max_norm = max_norm
+
+    def step(self, closure=None):
+        if self.max_norm is not None:
+            params = [p for group in self.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.max_norm)
+        return super().step(closure)
+
+
 def meta_train(
     loss_fn: Callable[[int], torch.Tensor],
     params: Iterable[torch.Tensor],
     iterations: int,
     lr: float,
     desc: str | None = None,
+    *,
+    max_grad_norm: float | None = None,
+    monitor: Callable[[], dict[str, float]] | None = None,
+    every: int = 0,
+    stop_on_nonfinite: bool = False,
 ) -> runtime.History:
-    """Adam on ``params`` for ``iterations`` meta-steps; ``loss_fn(step)`` draws a batch of tasks and returns the loss."""
+    """Adam on ``params`` for ``iterations`` meta-steps; ``loss_fn(step)`` draws a batch of tasks and returns the loss.
+
+    ``max_grad_norm`` clips the total gradient norm of every step (``None``: no clipping). With
+    ``monitor`` and ``every > 0``, ``monitor()`` is called after every ``every``-th step and its
+    values are logged with the step number (``history["eval_step"]``), e.g. a test error.
+
+    A non-finite loss (:class:`varbook.runtime.NonFiniteLossError`, also from an inner loop)
+    stops training with that error; with ``stop_on_nonfinite`` it ends the loop there instead
+    (the parameters stay as they are), records the step in ``history["diverged_at"]`` and
+    prints a message.
+    """
     if iterations < 1 or not lr > 0:
         raise ValueError(f"need iterations >= 1 and lr > 0, got {iterations} and {lr}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
     params = list(params)
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = _ClippedAdam(params, lr, max_grad_norm)
     history = runtime.History()
     for step in runtime.progress(range(iterations), desc=desc, disable=desc is None, leave=False):
-        loss = loss_fn(step)
+        try:
+            loss = loss_fn(step)
+            runtime.check_finite(loss, step, "meta loss")
+        except runtime.NonFiniteLossError as err:
+            if not stop_on_nonfinite:
+                raise
+            print(f"{desc or 'meta-training'}: stopped at meta-step {step}: {err}")
+            history.log(diverged_at=step)
+            break
         history.log(loss=loss.detach())
         runtime.descend(opt, loss, step, "meta loss")
+        if monitor is not None and every > 0 and (step + 1) % every == 0:
+            history.log(eval_step=step + 1, **monitor())
     return history
-
-
-class SavedTensors:
-    """Counts the bytes autograd saves for backward while active: ``live`` now and ``peak`` so far.
-
-    A device-independent measure of autograd memory (``torch.autograd.graph.saved_tensors_hooks``):
-    a saved tensor counts from when autograd saves it until its graph is freed. A tensor saved
-    twice counts twice, and saved parameters count although they are not copies, so this is an
-    upper bound on the memory the graph holds.
-    """
-
-    def __init__(self) -> None:
-        self.live = 0
-        self.peak = 0
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-
-    def _pack(self, t: torch.Tensor) -> _Saved:
-        return _Saved(t, self)
-
-    @staticmethod
-    def _unpack(box: _Saved) -> torch.Tensor:
-        return box.tensor
-
-    def __enter__(self) -> SavedTensors:
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._ctx.__exit__(*exc)
-
-
-class _Saved:
-    __slots__ = ("tensor", "nbytes", "meter")
-
-    def __init__(self, tensor: torch.Tensor, meter: SavedTensors):
-        self.tensor, self.meter = tensor, meter
-        self.nbytes = tensor.numel() * tensor.element_size()
-        meter.live += self.nbytes
-        meter.peak = max(meter.peak, meter.live)
-
-    def __del__(self) -> None:
-        self.meter.live -= self.nbytes
 
 
 def step_cost(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], reps: int = 5) -> dict[str, float]:
     """Cost of one meta-step: the fastest of ``reps`` backward passes (s) and the peak saved-tensor bytes.
+
+    The memory is the ``peak`` of :class:`varbook.memory.SavedTensors` (every save counted).
 
     ``loss_fn()`` builds the meta-loss (forward, including any inner loop); the backward time
     is that of ``loss.backward()`` alone: the second of two passes over the same graph, so that
@@ -378,7 +420,7 @@ def step_cost(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor
     for _ in range(reps):
         for p in params:
             p.grad = None
-        with SavedTensors() as meter:
+        with memory.SavedTensors() as meter:
             loss = loss_fn()
             loss.backward(retain_graph=True)  # a first pass warms the caches
             enabled = gc.isenabled()
@@ -399,7 +441,6 @@ __all__ = [
     "FunctionalNet",
     "Likelihood",
     "NIWMeta",
-    "SavedTensors",
     "categorical_nll",
     "gaussian_nll",
     "maml_adapt",

@@ -162,11 +162,14 @@ def episodes(
 
     Each episode picks ``n_way`` distinct classes uniformly, then ``k_shot + n_query`` distinct
     examples of each (the first ``k_shot`` form the support). Raises :class:`ValueError` when a
-    class has fewer than ``k_shot + n_query`` examples or there are fewer than ``n_way`` classes.
+    class has fewer than ``k_shot + n_query`` examples, there are fewer than ``n_way`` classes,
+    or a class is listed twice.
     """
     classes = [int(c) for c in classes]
     if n_way < 1 or k_shot < 1 or n_query < 0 or n_episodes < 1:
         raise ValueError("need n_way >= 1, k_shot >= 1, n_query >= 0 and n_episodes >= 1")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"duplicate classes {classes}: each class may appear once")
     if len(set(classes)) < n_way:
         raise ValueError(f"{n_way}-way episodes need at least {n_way} classes, got {sorted(set(classes))}")
     if y.shape != x.shape[:1]:

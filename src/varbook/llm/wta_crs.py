@@ -24,6 +24,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from ..memory import SavedTensors
 from ..nn.transformer import TinyTransformer
 from ..runtime import History, Meter, check_choice, descend, multinomial, progress, randint, seed_all
 from .charlm import LineTask, accuracy, fresh_classifier
@@ -433,8 +434,10 @@ def set_example_ids(model: nn.Module, ids: torch.Tensor | None) -> None:
             m.example_ids = ids
 
 
-class SavedBytes:
+class SavedBytes(SavedTensors):
     """Counts the bytes autograd keeps for backward (each storage once), excluding the given parameters.
+
+    :class:`varbook.memory.SavedTensors` with ``dedupe=True``; ``bytes`` is the total.
 
     >>> with SavedBytes(model.parameters()) as meter:  # doctest: +SKIP
     ...     loss = model(x).sum()
@@ -442,28 +445,7 @@ class SavedBytes:
     """
 
     def __init__(self, exclude=()):
-        self.exclude = {p.untyped_storage().data_ptr() for p in exclude}
-        self.storages: dict[int, int] = {}
-        self._ctx = None
-
-    def _pack(self, t: torch.Tensor):
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in self.exclude:
-            self.storages[ptr] = storage.nbytes()
-        return t
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.storages.values())
-
-    def __enter__(self) -> SavedBytes:
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._ctx.__exit__(*exc)
+        super().__init__(exclude=exclude, dedupe=True)
 
 
 # ----------------------------------------------------------------------------------------
