@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,7 +60,7 @@ def test_maml_predict_and_query_mse():
     assert B.query_mse(t.y_query + 2.0, t) == pytest.approx(4.0)
 
 
-FS = B.FewShotConfig(iterations=3, tasks_per_step=2, test_episodes=4, test_query=2, channels=8, chunk=3)
+FS = B.FewShotConfig(iterations=3, tasks_per_step=2, test_episodes=4, test_query=2, channels=16, chunk=3)
 
 
 def test_conv4_and_protonet_nll():
@@ -91,6 +93,23 @@ def test_fewshot_methods_train_and_predict(method):
     assert probs.shape == (4, 6, 3) and torch.allclose(probs.sum(-1), torch.ones(4, 6))
     scores = B.fewshot_scores(probs, e)
     assert set(scores) == {"accuracy", "accuracy_se", "ece"}
+
+
+def test_niw_meta_with_a_pinned_prior_predicts_like_protonet_at_m0():
+    # gamma0 = 1e12: m* = m0 and 1/sqrt(gamma*) ~ 1e-6, so NIW-Meta (at m* and with draws from q*)
+    # must give ProtoNet's probabilities with the embedding at m0 (review N6). 16 channels: with
+    # FS's 8 (one channel per GroupNorm group) the last block sees 1x1 maps and outputs a constant
+    cfg = dataclasses.replace(FS, channels=16)
+    split = B.fewshot_data(cfg)
+    net = B._fewshot_net(cfg, split, 0, False, None)
+    niw = M.NIWMeta(net, B.protonet_nll(cfg.n_way, cfg.n_way * cfg.k_shot), gamma0=1e12, n0=cfg.n0,
+                    sgld_steps=cfg.sgld_steps, step_size=cfg.step_size, a_max=cfg.a_max)  # fmt: skip
+    e = episodes(split.x, split.y, split.test_classes, 3, 1, 2, 4, generator=torch.Generator().manual_seed(0))
+    proto = B.fewshot_probs(cfg, "ProtoNet", (net, niw.m0.detach()), e)
+    assert not torch.allclose(proto, torch.full_like(proto, 1 / 3), atol=1e-2)  # a non-trivial prediction
+    for n in (0, 2):
+        probs = B.fewshot_probs(cfg, "NIW-Meta", niw, e, torch.Generator().manual_seed(0), n_samples=n)
+        assert torch.allclose(probs, proto, atol=1e-5 if n == 0 else 1e-3), n  # draws: sd ~1e-6 per weight
 
 
 def test_fewshot_scores_and_bad_input():
