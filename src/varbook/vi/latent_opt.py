@@ -29,18 +29,18 @@ def optimize_latents(
 ) -> tuple[list[torch.Tensor], runtime.History]:
     r"""Run ``steps`` Adam steps on the latents ``params`` (the weights of the model stay as they are).
 
-        ``loss_fn(*latents)`` returns the loss of every problem (any shape; it is summed, so problems
-        that share no latent are optimised independently). Fresh leaf copies of ``params`` are optimised
-        (the inputs are not changed) and returned, detached, with a :class:`~varbook.runtime.History` of
-        the summed loss. ``lr = 0`` leaves the latents where they started; ``maximize=True`` climbs the
+    ``loss_fn(*latents)`` returns the loss of every problem (any shape; it is summed, so problems
+    that share no latent are optimised independently). Fresh leaf copies of ``params`` are optimised
+    (the inputs are not changed) and returned, detached, with a :class:`~varbook.runtime.History` of
+    the summed loss. ``lr = 0`` leaves the latents where they started; ``maximize=True`` climbs the
     loss instead (Adam's ``maximize``): both are negative controls of a method built on this call.
 
-        The optimum of :math:`\sum_p \|\lambda_p-c_p\|^2` is :math:`c`:
+    The optimum of :math:`\sum_p \|\lambda_p-c_p\|^2` is :math:`c`:
 
-        >>> c = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
-        >>> (lam,), hist = optimize_latents(torch.zeros(2, 2), lambda x: ((x - c) ** 2).sum(-1), 500, 0.1)
-        >>> bool(torch.allclose(lam, c, atol=1e-3))
-        True
+    >>> c = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
+    >>> (lam,), hist = optimize_latents(torch.zeros(2, 2), lambda x: ((x - c) ** 2).sum(-1), 500, 0.1)
+    >>> bool(torch.allclose(lam, c, atol=1e-3))
+    True
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"optimize_latents needs an integer number of steps >= 1, got {steps!r}")
