@@ -176,11 +176,11 @@ def predict(
     ``k_cross`` is ``(n, m)`` (train by test) and ``k_test_diag`` is ``(m,)``.
     """
     check_choice("kind", kind, KINDS)
-    _check_positive(jitter=jitter, alpha=alpha, beta=beta, scale_sq=1.0 if scale_sq is None else scale_sq)
-    if k_cross.shape != (k_train.shape[-1], k_test_diag.shape[0]) or k_test_diag.ndim != 1:
-        raise ValueError(
-            f"need k_cross (n, m) and k_test_diag (m,), got {tuple(k_cross.shape)} and {tuple(k_test_diag.shape)}"
-        )
+    scale = 1.0 if scale_sq is None else scale_sq
+    _check_positive(jitter=jitter, alpha=alpha, beta=beta, scale_sq=scale)
+    cross, diag = tuple(k_cross.shape), tuple(k_test_diag.shape)
+    if cross != (k_train.shape[-1], k_test_diag.shape[0]) or k_test_diag.ndim != 1:
+        raise ValueError(f"need k_cross (n, m) and k_test_diag (m,), got {cross} and {diag}")
     chol, _, q = solve_terms(k_train, y, jitter)
     if math.isnan(float(q)):
         raise ValueError("K + jitter I is not positive definite: raise the jitter")
